@@ -1,0 +1,74 @@
+"""Scale-imbalance diagnostics, logged as verl metrics by every policy loss in a run.
+
+The failure the paper describes is visible in these numbers: evaluated under the current policy,
+stale negative responses sit at a higher mean NLL than positive ones, so the naive objective's
+zero-sum group advantages no longer give balanced contributions.
+
+Per micro-batch, with ``m_i`` the current mean token NLL of response ``i`` and ``A_i`` its advantage:
+
+* ``pos_nll`` / ``neg_nll``: mean ``m_i`` over responses with ``A_i > 0`` / ``A_i < 0``;
+  a micro-batch without such responses reports the micro-batch's mean ``m_i`` (neutral, so that
+  verl's mean over micro-batches and data-parallel ranks stays finite and every rank logs the same keys).
+* ``nll_ratio`` = ``neg_nll / pos_nll`` (1 when balanced; > 1 when negatives dominate).
+* ``balance_residual_naive`` = ``|sum_i A_i m_i| / sum_i |A_i| m_i``: how far the naive objective's
+  per-response contributions are from summing to zero (0 = balanced, 1 = one-sided).
+* ``balance_residual`` = the same for the loss in use, with its real per-response forward
+  contribution ``c_i = A_i * k_i * m_i * W_i`` (``k_i``: the loss's response scale, ``W_i``: the weight
+  the aggregation mode gives the response, ``T_i`` for token-level modes, 1 for seq-mean-token-mean).
+  Only for losses whose per-response scale is known (the plugin's own).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .losses import response_advantage, response_mean
+
+# Aggregation modes in which every response weighs the same; all others weigh a response by T_i.
+RESPONSE_BALANCED_AGG_MODES = frozenset({"seq-mean-token-mean"})
+
+
+def _residual(contrib: torch.Tensor) -> float:
+    denom = contrib.abs().sum()
+    return float(contrib.sum().abs() / denom) if denom > 0 else 0.0
+
+
+def scale_metrics(
+    log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    prefix: str,
+    loss_agg_mode: str | None = None,
+    response_scale: torch.Tensor | None = None,
+) -> dict[str, float]:
+    """Diagnostics for one micro-batch as ``{f"{prefix}/<name>": float}``.
+
+    ``response_scale`` is the loss's per-response multiplier ``k_i`` (``1/s_i`` for ASymPO, ``w_i``
+    for SPO); when given together with ``loss_agg_mode``, ``balance_residual`` is reported too.
+    Non-finite log-probs are left out (as the losses leave them out).
+    """
+    with torch.no_grad():
+        valid = mask & torch.isfinite(log_prob)
+        nll = -log_prob.float()
+        mean_nll = response_mean(nll, valid)
+        adv = response_advantage(advantages.float(), valid)
+        present = valid.any(dim=-1)
+        pos, neg = present & (adv > 0), present & (adv < 0)
+        overall = mean_nll[present].mean() if present.any() else mean_nll.new_zeros(())
+        pos_nll = mean_nll[pos].mean() if pos.any() else overall
+        neg_nll = mean_nll[neg].mean() if neg.any() else overall
+        metrics = {
+            f"{prefix}/pos_nll": float(pos_nll),
+            f"{prefix}/neg_nll": float(neg_nll),
+            f"{prefix}/nll_ratio": float(neg_nll / pos_nll) if pos_nll > 0 else 1.0,
+            f"{prefix}/balance_residual_naive": _residual(adv[present] * mean_nll[present]),
+        }
+        if response_scale is not None and loss_agg_mode is not None:
+            agg_weight = (
+                torch.ones_like(mean_nll)
+                if loss_agg_mode in RESPONSE_BALANCED_AGG_MODES
+                else valid.sum(dim=-1).to(mean_nll.dtype)
+            )
+            contrib = adv * response_scale.float() * mean_nll * agg_weight
+            metrics[f"{prefix}/balance_residual"] = _residual(contrib[present])
+        return metrics
