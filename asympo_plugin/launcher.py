@@ -1,0 +1,251 @@
+"""``asympo-train``: verl's trainer with ``algorithm.loss=<name>``.
+
+verl has no ``algorithm.loss`` key; its policy loss is ``actor_rollout_ref.actor.policy_loss.loss_mode``
+and ASymPO/SPO need more than that. This launcher takes every verl Hydra override plus
+``algorithm.loss`` (on the command line or in a recipe's YAML), turns it into the actor's loss
+settings, checks everything on the driver before Ray starts, and runs verl's own entry point::
+
+    asympo-train [--dry-run] [--pipeline auto|sync|one-step-off|fully-async]
+                 [--config-path DIR] [--config-name NAME] [overrides ...]
+
+What ``algorithm.loss=<name>`` sets:
+
+* ``actor_rollout_ref.actor.policy_loss.loss_mode=<name>`` (any loss in verl's registry);
+* ``actor_rollout_ref.actor.policy_loss._target_`` = the plugin's config class, which adds the fields
+  ``asympo_eps``, ``spo_neg_scale``, ``asympo_allow_unbalanced_agg`` (settable as plain overrides);
+* for ``asympo``, ``actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-mean`` unless you set one.
+
+``--dry-run`` composes, translates and validates the whole config with verl's ``validate_config``
+and prints it as YAML, without starting Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from . import config as loss_config
+from .registry import assert_registered, registered_losses
+
+ACTOR = "actor_rollout_ref.actor"
+POLICY_LOSS = f"{ACTOR}.policy_loss"
+VERL_DEFAULT_AGG_MODE = "token-mean"
+
+
+class LauncherError(ValueError):
+    """A bad command line or config; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    entry_module: str  # verl module whose hydra ``main`` runs the job
+    config_module: str  # dotted path of the folder holding its default config
+    config_name: str
+
+
+PIPELINES = {
+    "sync": Pipeline("verl.trainer.main_ppo", "verl.trainer.config", "ppo_trainer"),
+    "one-step-off": Pipeline(
+        "verl.experimental.one_step_off_policy.main_ppo",
+        "verl.experimental.one_step_off_policy.config",
+        "one_step_off_ppo_trainer",
+    ),
+    "fully-async": Pipeline(
+        "verl.experimental.fully_async_policy.fully_async_main",
+        "verl.experimental.fully_async_policy.config",
+        "fully_async_ppo_trainer",
+    ),
+}
+
+
+def config_dir(pipeline: Pipeline) -> str:
+    """The folder of a pipeline's verl configs (the async pipelines' folders are not Python packages)."""
+    import verl
+
+    return os.path.join(os.path.dirname(verl.__file__), *pipeline.config_module.split(".")[1:])
+
+
+def _parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="asympo-train",
+        description="Run verl's trainer with algorithm.loss=<name> (asympo, spo, or any loss in verl's registry).",
+        epilog="Example: asympo-train --pipeline one-step-off algorithm.loss=asympo data.train_files=... "
+        "actor_rollout_ref.model.path=...",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="compose, translate, validate, print YAML; no Ray")
+    parser.add_argument(
+        "--pipeline",
+        choices=["auto", *PIPELINES],
+        default="auto",
+        help="verl entry point; auto: from the config (async_training -> fully-async, rollout -> one-step-off)",
+    )
+    parser.add_argument("--config-path", help="directory of your recipe YAML (its defaults may name verl's configs)")
+    parser.add_argument("--config-name", help="config to compose (default: the pipeline's verl config)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. algorithm.loss=asympo trainer.nnodes=2")
+    return parser.parse_args(argv)
+
+
+def _split_overrides(overrides: list[str]) -> tuple[list[str], str | None, set[str]]:
+    """Pull ``algorithm.loss`` out of the overrides and let the plugin's loss fields be set without ``+``.
+
+    Returns ``(hydra_overrides, loss_or_None, keys_set_on_the_command_line)``.
+    """
+    hydra_overrides, loss, keys = [], None, set()
+    plugin_fields = {f"{POLICY_LOSS}.{f}" for f in loss_config.LOSS_FIELDS}
+    for item in overrides:
+        if "=" not in item:
+            raise LauncherError(f"'{item}' is not an override of the form key=value")
+        key, value = item.split("=", 1)
+        bare = key.lstrip("+~")
+        keys.add(bare)
+        if bare == "algorithm.loss":
+            loss = value
+        elif bare in plugin_fields:
+            hydra_overrides.append(f"++{bare}={value}")
+        else:
+            hydra_overrides.append(item)
+    return hydra_overrides, loss, keys
+
+
+def compose(config_path: str, config_name: str, overrides: list[str]) -> DictConfig:
+    """Compose a config the way ``python -m <verl entry> --config-path --config-name overrides`` would.
+
+    Every verl config folder is on the search path, so a recipe's ``defaults:`` can name any of
+    them (with a pip-installed verl the YAMLs' own ``file://verl/trainer/config`` does not resolve).
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    search_path = ",".join(f"file://{config_dir(p)}" for p in PIPELINES.values())
+    overrides = [o for o in overrides if not o.lstrip("+~").startswith("hydra.searchpath")]
+    overrides.append(f"hydra.searchpath=[{search_path}]")
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=os.path.abspath(config_path), version_base=None):
+            return hydra_compose(config_name=config_name, overrides=overrides)
+    except Exception as e:  # hydra's errors are precise; keep them, add where they came from
+        raise LauncherError(f"could not compose config '{config_name}' from {config_path}: {e}") from e
+
+
+def detect_pipeline(cfg: DictConfig) -> str:
+    if "async_training" in cfg:
+        return "fully-async"
+    if "rollout" in cfg:
+        return "one-step-off"
+    return "sync"
+
+
+def apply_loss(cfg: DictConfig, loss: str | None, cli_keys: set[str]) -> str:
+    """Turn ``algorithm.loss`` into the actor's loss settings (in place); return the loss name."""
+    yaml_loss = cfg.algorithm.get("loss") if "algorithm" in cfg else None
+    loss = loss or yaml_loss
+    with open_dict(cfg):
+        cfg.algorithm.pop("loss", None)  # verl's AlgoConfig has no such field
+    actor = OmegaConf.select(cfg, ACTOR)
+    if loss is None:
+        loss = actor.policy_loss.loss_mode
+        print(f"asympo-train: no algorithm.loss given; using {POLICY_LOSS}.loss_mode={loss}", file=sys.stderr)
+    available = registered_losses()
+    if loss not in available:
+        raise LauncherError(f"unknown algorithm.loss={loss!r}. Registered losses: {', '.join(available)}")
+
+    with open_dict(cfg):
+        policy_loss = actor.policy_loss
+        policy_loss.loss_mode = loss
+        policy_loss._target_ = loss_config.CONFIG_TARGET
+        policy_loss.setdefault("asympo_eps", loss_config.ASYMPO_EPS_DEFAULT)
+        policy_loss.setdefault("spo_neg_scale", loss_config.SPO_NEG_SCALE_DEFAULT)
+        policy_loss.setdefault("asympo_allow_unbalanced_agg", False)
+        agg_set = f"{ACTOR}.loss_agg_mode" in cli_keys or actor.loss_agg_mode != VERL_DEFAULT_AGG_MODE
+        if loss == "asympo" and not agg_set:
+            actor.loss_agg_mode = loss_config.ASYMPO_AGG_MODE
+
+    loss_config.check_asympo_eps(policy_loss.asympo_eps)
+    loss_config.check_spo_neg_scale(policy_loss.spo_neg_scale)
+    loss_config.check_agg_mode(loss, actor.loss_agg_mode, bool(policy_loss.asympo_allow_unbalanced_agg))
+    return loss
+
+
+def _config_hooks(cfg: DictConfig) -> None:
+    """Settings that follow from the loss and the device, owned by their own modules."""
+    # TODO(lead): import these directly once behavior_free.py and cpu/ land.
+    hooks = ["behavior_free"] + (["cpu"] if cfg.trainer.get("device") == "cpu" else [])
+    for hook in hooks:
+        if importlib.util.find_spec(f"{__package__}.{hook}") is not None:
+            importlib.import_module(f"{__package__}.{hook}").configure(cfg)
+
+
+def validate(cfg: DictConfig, pipeline: str) -> None:
+    """verl's own driver-side validation (the sync entry point runs it too; the async ones only in Ray)."""
+    from hydra.errors import InstantiationException
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    if pipeline != "sync":  # what verl's async mains do before validating
+        cfg.actor_rollout_ref.rollout.nnodes = cfg.rollout.nnodes
+        cfg.actor_rollout_ref.rollout.n_gpus_per_node = cfg.rollout.n_gpus_per_node
+    try:
+        validate_config(config=cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
+    except InstantiationException as e:  # hydra wraps the dataclass's own message; unwrap it
+        raise LauncherError(f"verl rejected the config: {e.__cause__ or e}") from e
+    except (AssertionError, ValueError, TypeError) as e:
+        raise LauncherError(f"verl rejected the config: {e}") from e
+
+
+def build_config(argv: list[str]) -> tuple[DictConfig, Pipeline, argparse.Namespace]:
+    """Compose, translate and validate; return ``(cfg, pipeline, args)``. Starts no Ray."""
+    assert_registered()
+    args = _parse_args(argv)
+    overrides, loss, cli_keys = _split_overrides(args.overrides)
+    base = PIPELINES["sync" if args.pipeline == "auto" else args.pipeline]
+    config_name = args.config_name or base.config_name
+    folder = args.config_path or next(
+        (d for d in map(config_dir, PIPELINES.values()) if os.path.exists(os.path.join(d, f"{config_name}.yaml"))),
+        config_dir(base),
+    )
+    cfg = compose(folder, config_name, overrides)
+    name = detect_pipeline(cfg) if args.pipeline == "auto" else args.pipeline
+    apply_loss(cfg, loss, cli_keys)
+    _config_hooks(cfg)
+    validate(cfg, name)
+    return cfg, PIPELINES[name], args
+
+
+def run(cfg: DictConfig, pipeline: Pipeline) -> None:
+    """Run verl's own hydra ``main`` body on the composed config."""
+    main_fn = importlib.import_module(pipeline.entry_module).main
+    getattr(main_fn, "__wrapped__", main_fn)(cfg)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        cfg, pipeline, args = build_config(argv)
+    except (LauncherError, loss_config.LossConfigError) as e:
+        print(f"asympo-train: error: {e}", file=sys.stderr)
+        return 2
+    loss = cfg.actor_rollout_ref.actor.policy_loss.loss_mode
+    print(
+        f"asympo-train: loss={loss} agg={cfg.actor_rollout_ref.actor.loss_agg_mode} "
+        f"pipeline={pipeline.entry_module}",
+        file=sys.stderr,
+    )
+    if args.dry_run:
+        try:
+            print(OmegaConf.to_yaml(cfg, resolve=True))
+        except Exception:  # noqa: BLE001 - some interpolations resolve only at run time
+            print(OmegaConf.to_yaml(cfg))
+        return 0
+    run(cfg, pipeline)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
