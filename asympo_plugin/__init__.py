@@ -13,5 +13,6 @@ from .registry import needs_behavior_log_probs, register
 
 __version__ = "0.1.0"
 VERL_VERSION = register()
+__import__(f"{__name__}.behavior_free", fromlist=["apply"]).apply()  # behavior-free pipelines in verl
 
 __all__ = ["VERL_VERSION", "__version__", "needs_behavior_log_probs", "register"]
