@@ -63,6 +63,8 @@ def _finish(loss_mat, mask, loss_agg_mode, config, rollout_is_weights, metrics):
 
     if rollout_is_weights is not None:
         loss_mat = loss_mat * rollout_is_weights.float()
+    if not mask.any():  # nothing to learn from; verl's agg_loss would divide 0 by 0 here
+        return (loss_mat * 0.0).sum(), metrics
     loss = agg_loss(
         loss_mat=loss_mat, loss_mask=mask, loss_agg_mode=loss_agg_mode, **getattr(config, "global_batch_info", {})
     )
