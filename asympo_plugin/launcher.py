@@ -22,10 +22,15 @@ and prints it as YAML, without starting Ray.
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
+import functools
 import importlib
 import importlib.util
 import os
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -64,11 +69,28 @@ PIPELINES = {
 }
 
 
+@functools.cache
 def config_dir(pipeline: Pipeline) -> str:
-    """The folder of a pipeline's verl configs (the async pipelines' folders are not Python packages)."""
+    """The folder of a pipeline's verl configs, usable as a parent in a recipe's ``defaults:``.
+
+    verl's async pipeline YAMLs set ``hydra.searchpath`` (to a path relative to a verl checkout),
+    and Hydra refuses that in any config that is not the primary one, so a recipe could not extend
+    them. We compose from copies without that ``hydra:`` block (made per process, in a temp dir);
+    every verl config folder is on the search path anyway (see :func:`compose`).
+    """
     import verl
 
-    return os.path.join(os.path.dirname(verl.__file__), *pipeline.config_module.split(".")[1:])
+    folder = os.path.join(os.path.dirname(verl.__file__), *pipeline.config_module.split(".")[1:])
+    if pipeline.config_module == "verl.trainer.config":
+        return folder
+    copy = tempfile.mkdtemp(prefix=f"asympo-{pipeline.config_name}-")
+    atexit.register(shutil.rmtree, copy, ignore_errors=True)
+    for name in os.listdir(folder):
+        if name.endswith(".yaml"):
+            content = OmegaConf.load(os.path.join(folder, name))
+            content.pop("hydra", None)
+            OmegaConf.save(content, os.path.join(copy, name))
+    return copy
 
 
 def _parse_args(argv: list[str]) -> argparse.Namespace:
@@ -191,8 +213,9 @@ def validate(cfg: DictConfig, pipeline: str) -> None:
     if pipeline != "sync":  # what verl's async mains do before validating
         cfg.actor_rollout_ref.rollout.nnodes = cfg.rollout.nnodes
         cfg.actor_rollout_ref.rollout.n_gpus_per_node = cfg.rollout.n_gpus_per_node
-    try:
-        validate_config(config=cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
+    try:  # verl prints its verdict to stdout; keep stdout for the --dry-run YAML
+        with contextlib.redirect_stdout(sys.stderr):
+            validate_config(config=cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
     except InstantiationException as e:  # hydra wraps the dataclass's own message; unwrap it
         raise LauncherError(f"verl rejected the config: {e.__cause__ or e}") from e
     except (AssertionError, ValueError, TypeError) as e:
