@@ -33,26 +33,32 @@ def _residual(contrib: torch.Tensor) -> float:
     return float(contrib.sum().abs() / denom) if denom > 0 else 0.0
 
 
+def response_stats(log_prob: torch.Tensor, advantages: torch.Tensor, valid: torch.Tensor):
+    """``(m_i, A_i, T_i)`` per response over its ``valid`` tokens (detached, float32)."""
+    with torch.no_grad():
+        return (
+            response_mean(-log_prob.float(), valid),
+            response_advantage(advantages.float(), valid),
+            valid.sum(dim=-1),
+        )
+
+
 def scale_metrics(
-    log_prob: torch.Tensor,
-    advantages: torch.Tensor,
-    mask: torch.Tensor,
+    mean_nll: torch.Tensor,
+    adv: torch.Tensor,
+    lengths: torch.Tensor,
     prefix: str,
     loss_agg_mode: str | None = None,
     response_scale: torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """Diagnostics for one micro-batch as ``{f"{prefix}/<name>": float}``.
+    """Diagnostics for one micro-batch as ``{f"{prefix}/<name>": float}``, from :func:`response_stats`.
 
     ``response_scale`` is the loss's per-response multiplier ``k_i`` (``1/s_i`` for ASymPO, ``w_i``
     for SPO); when given together with ``loss_agg_mode``, ``balance_residual`` is reported too.
-    Non-finite log-probs are left out (as the losses leave them out).
+    Responses without valid tokens (``lengths == 0``) are left out.
     """
     with torch.no_grad():
-        valid = mask & torch.isfinite(log_prob)
-        nll = -log_prob.float()
-        mean_nll = response_mean(nll, valid)
-        adv = response_advantage(advantages.float(), valid)
-        present = valid.any(dim=-1)
+        present = lengths > 0
         pos, neg = present & (adv > 0), present & (adv < 0)
         overall = mean_nll[present].mean() if present.any() else mean_nll.new_zeros(())
         pos_nll = mean_nll[pos].mean() if pos.any() else overall
@@ -64,11 +70,7 @@ def scale_metrics(
             f"{prefix}/balance_residual_naive": _residual(adv[present] * mean_nll[present]),
         }
         if response_scale is not None and loss_agg_mode is not None:
-            agg_weight = (
-                torch.ones_like(mean_nll)
-                if loss_agg_mode in RESPONSE_BALANCED_AGG_MODES
-                else valid.sum(dim=-1).to(mean_nll.dtype)
-            )
+            agg_weight = 1.0 if loss_agg_mode in RESPONSE_BALANCED_AGG_MODES else lengths.to(mean_nll.dtype)
             contrib = adv * response_scale.float() * mean_nll * agg_weight
             metrics[f"{prefix}/balance_residual"] = _residual(contrib[present])
         return metrics

@@ -22,7 +22,7 @@ import torch
 
 from . import compat
 from .config import ASYMPO_EPS_DEFAULT, SPO_NEG_SCALE_DEFAULT, check_agg_mode
-from .diagnostics import scale_metrics
+from .diagnostics import response_stats, scale_metrics
 from .losses import asympo_loss_mat, spo_loss_mat
 
 logger = logging.getLogger(__name__)
@@ -34,28 +34,29 @@ SCALE_PREFIX = "actor/scale"
 
 
 def _guard_inputs(log_prob, advantages, response_mask, rollout_is_weights):
-    """Cast to float32 and split the mask into valid tokens and non-finite log-probs.
+    """Cast to float32 and find the valid tokens: in the mask and with a finite current log-prob.
 
     Non-finite current log-probs (a diverged forward, a masked vocabulary entry) are left out of
     the loss and counted in ``actor/scale/nonfinite_frac``; non-finite advantages or rollout weights
-    are a data bug upstream and raise.
+    on valid tokens are a data bug upstream and raise. The all-finite case costs one check each.
     """
     mask = response_mask.bool()
     log_prob = log_prob.float()
     advantages = advantages.float()
-    if not torch.isfinite(advantages[mask]).all():
+    if not torch.isfinite(advantages).all() and not torch.isfinite(advantages[mask]).all():
         raise ValueError(
             "asympo-plugin: advantages are NaN/inf on valid response tokens; check the reward function and "
             "algorithm.adv_estimator (a reward of NaN/inf propagates into every advantage of its group)."
         )
     if rollout_is_weights is not None and not torch.isfinite(rollout_is_weights[mask]).all():
         raise ValueError("asympo-plugin: rollout_is_weights are NaN/inf on valid tokens; check rollout correction.")
+    if torch.isfinite(log_prob).all():
+        return log_prob, advantages, mask, mask, 0.0
     valid = mask & torch.isfinite(log_prob)
     n_bad = int((mask & ~valid).sum())
     if n_bad:
         logger.warning("asympo-plugin: %d non-finite current log-probs left out of the policy loss", n_bad)
-    nonfinite_frac = n_bad / max(int(mask.sum()), 1)
-    return log_prob, advantages, mask, valid, nonfinite_frac
+    return log_prob, advantages, mask, valid, n_bad / max(int(mask.sum()), 1)
 
 
 def _finish(loss_mat, mask, loss_agg_mode, config, rollout_is_weights, metrics):
@@ -95,8 +96,9 @@ def compute_policy_loss_asympo(
         log_prob, advantages, response_mask, rollout_is_weights
     )
     loss_mat, scale, floored = asympo_loss_mat(log_prob, advantages, valid, eps)
-    metrics = scale_metrics(log_prob, advantages, mask, SCALE_PREFIX, loss_agg_mode, 1.0 / scale)
-    present = mask.any(dim=-1)
+    mean_nll, adv, lengths = response_stats(log_prob, advantages, valid)
+    metrics = scale_metrics(mean_nll, adv, lengths, SCALE_PREFIX, loss_agg_mode, 1.0 / scale)
+    present = lengths > 0
     metrics["actor/asympo/floored_frac"] = float(floored[present].float().mean()) if present.any() else 0.0
     metrics[f"{SCALE_PREFIX}/nonfinite_frac"] = nonfinite_frac
     return _finish(loss_mat, mask, loss_agg_mode, config, rollout_is_weights, metrics)
@@ -120,7 +122,7 @@ def compute_policy_loss_spo(
         log_prob, advantages, response_mask, rollout_is_weights
     )
     loss_mat, weight = spo_loss_mat(log_prob, advantages, valid, neg_scale)
-    metrics = scale_metrics(log_prob, advantages, mask, SCALE_PREFIX, loss_agg_mode, weight)
+    metrics = scale_metrics(*response_stats(log_prob, advantages, valid), SCALE_PREFIX, loss_agg_mode, weight)
     metrics[f"{SCALE_PREFIX}/nonfinite_frac"] = nonfinite_frac
     return _finish(loss_mat, mask, loss_agg_mode, config, rollout_is_weights, metrics)
 
@@ -136,10 +138,9 @@ def _with_scale_metrics(fn):
     def wrapper(**kwargs):
         loss, metrics = fn(**kwargs)
         try:
-            metrics = {
-                **metrics,
-                **scale_metrics(kwargs["log_prob"], kwargs["advantages"], kwargs["response_mask"].bool(), SCALE_PREFIX),
-            }
+            log_prob, mask = kwargs["log_prob"], kwargs["response_mask"].bool()
+            stats = response_stats(log_prob, kwargs["advantages"], mask & torch.isfinite(log_prob))
+            metrics = {**metrics, **scale_metrics(*stats, SCALE_PREFIX)}
         except Exception:  # noqa: BLE001 - diagnostics must never break a built-in loss
             logger.exception("asympo-plugin: scale diagnostics failed; loss unaffected")
         return loss, metrics

@@ -1,0 +1,33 @@
+# The two commands a fresh machine needs:
+#   make demo   set up, then run the main job (verl's real async trainer with algorithm.loss=asympo, on CPU)
+#   make test   set up, then run the whole test suite
+# Everything installs into $(VENV) with the pins in constraints.txt (CPU torch, verl 0.9.1).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.asympo-installed
+export RAY_AUTH_MODE ?= disabled
+
+.PHONY: setup test demo bench clean
+
+setup: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,plot]'
+	$(PY) -c "import asympo_plugin, verl, torch; print('asympo-plugin', asympo_plugin.__version__, '| verl', verl.__version__, '| torch', torch.__version__)"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+demo: $(STAMP)
+	$(PY) -m asympo_plugin.demo
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_losses.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache
