@@ -1,0 +1,85 @@
+"""Policy versions and a measured staleness metric for verl's one-step-off pipeline.
+
+verl's one-step-off trainer logs no staleness, and the ``global_steps`` stamp a rollout server
+reports is the trainer step of the weight sync, not the policy that was sampled: in this loop
+the sync at step ``k`` carries the actor *before* step ``k``'s update. So we stamp the number of
+optimizer updates the weights had seen (the *policy version*) and measure staleness per trajectory:
+
+* :class:`VersionedCheckpointEngineManager` (``rollout.checkpoint_manager_class``) tells every
+  rollout server the version of the weights it is about to push. One-step-off syncs once before
+  training (the weights as loaded: version ``global_steps``, i.e. 0, or ``N`` when resuming from a
+  step-``N`` checkpoint) and then once per step ``k``, before that step's actor update (version
+  ``k - 1``). The server stamps ``extra_fields["policy_version"]`` on every response it samples
+  with those weights, so the version travels with the trajectory into the training batch.
+* :data:`STALENESS_PATCH` adds, at each step ``k``, ``asympo/staleness/{mean,min,max}`` =
+  learner version (``k - 1`` updates applied when step ``k`` trains) minus each trajectory's
+  ``policy_version``. One-step-off gives 0 at the first step (nothing to be stale against) and 1
+  at every later one; a value of 0 later would mean the pipeline trained on-policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from verl.checkpoint_engine.base import CheckpointEngineManager
+from verl.utils.ray_utils import auto_await
+
+from ..patching import Patch
+
+PREFIX = "asympo/staleness"
+
+
+class VersionedCheckpointEngineManager(CheckpointEngineManager):
+    """verl's checkpoint manager that also tells the rollout servers the pushed policy version."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._synced_once = False
+
+    @auto_await
+    async def update_weights(self, global_steps: int = None):
+        version = global_steps if not self._synced_once else global_steps - 1
+        self._synced_once = True
+        await asyncio.gather(
+            *[server.set_pending_policy_version.remote(version) for r in self.replicas for server in r.servers]
+        )
+        metrics = await super().update_weights(global_steps)
+        return {**(metrics or {}), f"{PREFIX}/pushed_policy_version": version}
+
+
+def staleness_metrics(batch, learner_version: int) -> dict[str, float]:
+    """``learner_version - policy_version`` over the batch's trajectories (empty if not stamped)."""
+    versions = batch.non_tensor_batch.get("policy_version")
+    if versions is None or any(v is None for v in versions):
+        return {}
+    staleness = learner_version - np.asarray(versions, dtype=np.float64)
+    return {
+        f"{PREFIX}/mean": float(staleness.mean()),
+        f"{PREFIX}/min": float(staleness.min()),
+        f"{PREFIX}/max": float(staleness.max()),
+        f"{PREFIX}/learner_policy_version": float(learner_version),
+    }
+
+
+def _collect_metrics_with_staleness(original):
+    def _fit_collect_metrics(self, batch):
+        original(self, batch)
+        # Step k trains the actor after k - 1 updates (also after resuming: a step-N checkpoint holds N).
+        self.metrics.update(staleness_metrics(batch, learner_version=self.global_steps - 1))
+
+    return _fit_collect_metrics
+
+
+STALENESS_PATCH = Patch(
+    name="cpu_one_step_off_staleness_metric",
+    why=(
+        "verl's one-step-off trainer logs no staleness metric; this adds asympo/staleness/* measured from the "
+        "policy_version each rollout server stamps on its responses, at the point where the batch is trained."
+    ),
+    module="verl.experimental.one_step_off_policy.ray_trainer",
+    attr="OneStepOffRayTrainer._fit_collect_metrics",
+    source_sha256="4180c12b81b804d14efc6e1df3074f59134e896b1ad457beef5085c1eddad218",
+    make_replacement=_collect_metrics_with_staleness,
+)

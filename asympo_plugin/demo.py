@@ -1,0 +1,270 @@
+"""``make demo``: ASymPO trains a tiny model with verl's real one-step-off trainer, on CPU, in minutes.
+
+What it does:
+
+1. prepares the built-in task and model (``asympo_plugin.task``; cached after the first run);
+2. runs ``asympo-train --pipeline one-step-off algorithm.loss=asympo trainer.device=cpu ...`` in a
+   subprocess (verl's trainer, Ray, FSDP2 actor, ``hf`` rollout, CPU weight sync);
+3. shows one progress line per step while verl writes all its metrics to the console log
+   (``<run>/train.log``; ``--verbose`` streams it) and to a JSONL file (``<run>/metrics.jsonl``,
+   verl's ``file`` logger);
+4. ends with a summary (reward at start and end, start-up time, s/step, staleness) and a
+   reward-curve PNG (``<run>/reward.png``).
+
+Usage: ``python -m asympo_plugin.demo [--steps 50] [--loss asympo] [--out DIR] [--verbose]``.
+The functions here (:func:`train_overrides`, :func:`run_training`, :func:`read_metrics`) are also
+what the CPU end-to-end tests use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .task import TaskArtifacts, prepare
+
+REWARD = "critic/score/mean"
+STALENESS = "asympo/staleness/mean"
+STEP_TIME = "timing_s/step"
+
+
+def train_overrides(
+    task: TaskArtifacts,
+    run_dir: Path,
+    *,
+    loss: str = "asympo",
+    steps: int = 50,
+    batch_size: int = 16,
+    n: int = 4,
+    lr: float = 1e-3,
+    test_freq: int = 10,
+    save_freq: int = -1,
+    resume: bool = False,
+    pipeline: str = "one-step-off",
+    extra: tuple[str, ...] = (),
+) -> list[str]:
+    """The ``asympo-train`` command line (after the program name) for a CPU run on the built-in task."""
+    epochs = steps * batch_size // task.info["n_train"] + 1
+    args = [
+        f"--pipeline={pipeline}",
+        f"algorithm.loss={loss}",
+        "trainer.device=cpu",
+        "algorithm.adv_estimator=grpo",
+        "algorithm.use_kl_in_reward=False",
+        f"data.train_files={task.train_file}",
+        f"data.val_files={task.val_file}",
+        f"data.train_batch_size={batch_size}",
+        "data.max_prompt_length=32",
+        "data.max_response_length=8",
+        "data.seed=1",
+        f"actor_rollout_ref.model.path={task.model_dir}",
+        "actor_rollout_ref.model.enable_gradient_checkpointing=False",
+        f"actor_rollout_ref.actor.optim.lr={lr}",
+        f"actor_rollout_ref.actor.ppo_mini_batch_size={batch_size}",
+        f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={batch_size * n}",
+        "actor_rollout_ref.actor.use_kl_loss=False",
+        "actor_rollout_ref.actor.entropy_coeff=0",
+        f"actor_rollout_ref.rollout.n={n}",
+        f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={batch_size * n}",
+        f"reward.custom_reward_function.path={task.reward_path}",
+        f"reward.custom_reward_function.name={task.reward_name}",
+        "trainer.logger=[console,file]",
+        "trainer.project_name=asympo-cpu",
+        f"trainer.experiment_name={run_dir.name}",
+        f"trainer.total_epochs={epochs}",
+        f"trainer.total_training_steps={steps}",
+        f"trainer.test_freq={test_freq}",
+        f"trainer.save_freq={save_freq}",
+        f"trainer.default_local_dir={run_dir / 'checkpoints'}",
+        f"trainer.resume_mode={'auto' if resume else 'disable'}",
+        "trainer.val_before_train=True",
+    ]
+    if pipeline == "one-step-off":
+        args.append("actor_rollout_ref.hybrid_engine=False")
+    return args + list(extra)
+
+
+@dataclass
+class RunResult:
+    returncode: int
+    wall_s: float
+    metrics: dict[int, dict] = field(default_factory=dict)  # step -> verl metrics of that step
+    arrival_s: dict[int, float] = field(default_factory=dict)  # step -> seconds after launch it was logged
+    log_path: Path | None = None
+
+    def series(self, key: str) -> list[tuple[int, float]]:
+        return [(s, m[key]) for s, m in sorted(self.metrics.items()) if key in m]
+
+
+def read_metrics(path: Path) -> dict[int, dict]:
+    """verl's JSONL file logger: one ``{"step": s, "data": {...}}`` per line; merged per step."""
+    steps: dict[int, dict] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                record = json.loads(line)
+                steps.setdefault(record["step"], {}).update(record["data"])
+    return steps
+
+
+def run_training(argv: list[str], run_dir: Path, *, on_step=None, verbose: bool = False, timeout_s: float = 900) -> RunResult:
+    """Run ``asympo-train`` in a subprocess; call ``on_step(step, metrics, seconds)`` as steps are logged."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    metrics_path = run_dir / "metrics.jsonl"
+    metrics_path.unlink(missing_ok=True)
+    log_path = run_dir / "train.log"
+    env = {
+        **os.environ,
+        "RAY_AUTH_MODE": "disabled",
+        "VERL_FILE_LOGGER_PATH": str(metrics_path),
+        "PYTHONUNBUFFERED": "1",
+    }
+    argv = [*argv, f"+ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH={metrics_path}"]
+    cmd = [sys.executable, "-m", "asympo_plugin.launcher", *argv]
+    result = RunResult(returncode=-1, wall_s=0.0, log_path=log_path)
+    start = time.monotonic()
+    with open(log_path, "w") as log:
+        log.write("$ asympo-train " + " ".join(argv) + "\n")
+        log.flush()
+        proc = subprocess.Popen(
+            cmd, stdout=None if verbose else log, stderr=subprocess.STDOUT if not verbose else None, env=env
+        )
+        seen: set[int] = set()
+        while True:
+            done = proc.poll() is not None
+            for step, values in read_metrics(metrics_path).items():
+                if step not in seen and (step == 0 or STEP_TIME in values):
+                    seen.add(step)
+                    result.arrival_s[step] = time.monotonic() - start
+                    if on_step is not None:
+                        on_step(step, values, result.arrival_s[step])
+            if done:
+                break
+            if time.monotonic() - start > timeout_s:
+                proc.kill()
+                break
+            time.sleep(0.2)
+    result.returncode = proc.wait()
+    result.wall_s = time.monotonic() - start
+    result.metrics = read_metrics(metrics_path)
+    return result
+
+
+def _val_reward_key(metrics: dict) -> str | None:
+    keys = sorted(k for k in metrics if k.startswith("val-core/") and "reward" in k)
+    return keys[0] if keys else None
+
+
+def summarize(result: RunResult) -> dict:
+    """Reward at start and end, start-up time and s/step, from the logged metrics and their arrival times."""
+    train = [v for _, v in result.series(REWARD)]
+    steps = sorted(s for s in result.arrival_s if s > 0)
+    step_times = [result.metrics[s][STEP_TIME] for s in steps if STEP_TIME in result.metrics[s]]
+    first = steps[0] if steps else None
+    summary = {
+        "steps": len(steps),
+        "wall_s": round(result.wall_s, 1),
+        # Until the first training step began (Ray, workers, model loading, first validation).
+        "startup_s": round(result.arrival_s[first] - result.metrics[first][STEP_TIME], 1) if first else None,
+        "s_per_step": round(statistics.median(step_times[1:] or step_times), 2) if step_times else None,
+        "s_per_step_wall": round((result.arrival_s[steps[-1]] - result.arrival_s[first]) / (len(steps) - 1), 2)
+        if len(steps) > 1
+        else None,
+        "train_reward_start": round(statistics.mean(train[:5]), 3) if train else None,
+        "train_reward_end": round(statistics.mean(train[-5:]), 3) if train else None,
+    }
+    val_key = _val_reward_key(result.metrics.get(0, {}))
+    if val_key:
+        val = result.series(val_key)
+        summary["val_reward_start"], summary["val_reward_end"] = round(val[0][1], 3), round(val[-1][1], 3)
+    staleness = [v for s, v in result.series(STALENESS) if s > min(steps, default=0)]
+    if staleness:
+        summary["staleness_mean_after_first_step"] = round(statistics.mean(staleness), 3)
+    return summary
+
+
+def plot(result: RunResult, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    train = result.series(REWARD)
+    ax.plot([s for s, _ in train], [v for _, v in train], label="train reward (sampled)")
+    val_key = _val_reward_key(result.metrics.get(0, {}))
+    if val_key:
+        val = result.series(val_key)
+        ax.plot([s for s, _ in val], [v for _, v in val], "o-", label="validation reward (greedy)")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("reward")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _progress(total: int):
+    def on_step(step, m, seconds):
+        if step == 0:
+            print(f"[{seconds:6.1f}s] validation before training: {_fmt(m, _val_reward_key(m))}", flush=True)
+            return
+        parts = [
+            f"reward {_fmt(m, REWARD)}",
+            f"pg_loss {_fmt(m, 'actor/pg_loss')}",
+            f"staleness {_fmt(m, STALENESS, '.0f')}",
+            f"{_fmt(m, STEP_TIME, '.2f')} s",
+        ]
+        print(f"[{seconds:6.1f}s] step {step:3d}/{total}: " + ", ".join(parts), flush=True)
+
+    return on_step
+
+
+def _fmt(metrics: dict, key: str | None, spec: str = ".3f") -> str:
+    value = metrics.get(key) if key else None
+    return "n/a" if value is None else format(value, spec)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="asympo-demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--loss", default="asympo", help="algorithm.loss (asympo, spo, vanilla, gpg, ...)")
+    parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="run directory")
+    parser.add_argument("--cache-dir", help="task/model cache (default $ASYMPO_CACHE_DIR or ~/.cache/asympo-plugin)")
+    parser.add_argument("--verbose", action="store_true", help="stream verl's full output")
+    parser.add_argument("overrides", nargs="*", help="extra asympo-train overrides")
+    args = parser.parse_args(argv)
+
+    t0 = time.monotonic()
+    task = prepare(args.cache_dir)
+    prep_s = time.monotonic() - t0
+    run_dir = args.out.resolve()
+    overrides = train_overrides(task, run_dir, loss=args.loss, steps=args.steps, extra=tuple(args.overrides))
+    print(f"asympo demo: task ready in {prep_s:.1f}s ({task.root}); training {args.steps} steps of "
+          f"algorithm.loss={args.loss} with verl's one-step-off trainer on CPU. verl's log: {run_dir / 'train.log'}")
+    result = run_training(overrides, run_dir, on_step=_progress(args.steps), verbose=args.verbose)
+    if result.returncode != 0:
+        print(f"asympo demo: training FAILED (exit {result.returncode}); see {result.log_path}", file=sys.stderr)
+        return result.returncode or 1
+    summary = {"task_prep_s": round(prep_s, 1), **summarize(result)}
+    plot(result, run_dir / "reward.png", f"{args.loss}, one-step-off, CPU")
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    print("\nasympo demo summary")
+    for key, value in summary.items():
+        print(f"  {key:34s} {value}")
+    print(f"  metrics (JSONL)                    {run_dir / 'metrics.jsonl'}")
+    print(f"  reward curve                       {run_dir / 'reward.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
