@@ -26,7 +26,6 @@ import atexit
 import contextlib
 import functools
 import importlib
-import importlib.util
 import os
 import shutil
 import sys
@@ -197,11 +196,13 @@ def apply_loss(cfg: DictConfig, loss: str | None, cli_keys: set[str]) -> str:
 
 def _config_hooks(cfg: DictConfig) -> None:
     """Settings that follow from the loss and the device, owned by their own modules."""
-    # TODO(lead): import these directly once behavior_free.py and cpu/ land.
-    hooks = ["behavior_free"] + (["cpu"] if cfg.trainer.get("device") == "cpu" else [])
-    for hook in hooks:
-        if importlib.util.find_spec(f"{__package__}.{hook}") is not None:
-            importlib.import_module(f"{__package__}.{hook}").configure(cfg)
+    from . import behavior_free
+
+    behavior_free.configure(cfg)
+    if cfg.trainer.get("device") == "cpu":
+        from . import cpu
+
+        cpu.configure(cfg)
 
 
 def validate(cfg: DictConfig, pipeline: str) -> None:
