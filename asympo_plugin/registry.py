@@ -139,7 +139,8 @@ def _with_scale_metrics(fn):
         loss, metrics = fn(**kwargs)
         try:
             log_prob, mask = kwargs["log_prob"], kwargs["response_mask"].bool()
-            stats = response_stats(log_prob, kwargs["advantages"], mask & torch.isfinite(log_prob))
+            finite = torch.isfinite(log_prob)
+            stats = response_stats(log_prob, kwargs["advantages"], mask if finite.all() else mask & finite)
             metrics = {**metrics, **scale_metrics(*stats, SCALE_PREFIX)}
         except Exception:  # noqa: BLE001 - diagnostics must never break a built-in loss
             logger.exception("asympo-plugin: scale diagnostics failed; loss unaffected")
