@@ -162,12 +162,14 @@ def edit_source(func, edits: list[tuple[str, str]], patch_name: str):
 PPO_LOSS_EDITS = [
     (
         '    fields = ["response_mask", "old_log_probs", "advantages"]\n',
-        '    fields = ["response_mask", "old_log_probs", "advantages"]\n'
-        "    # A loss registered with needs_behavior_log_probs=False never reads old_log_probs: the trainer\n"
-        "    # neither recomputes nor ships them, and the loss gets old_log_prob=None.\n"
-        '    policy_loss_fn = get_policy_loss_fn(config.policy_loss.get("loss_mode", "vanilla"))\n'
-        '    if "old_log_probs" not in data and not getattr(policy_loss_fn, "needs_behavior_log_probs", True):\n'
-        '        fields.remove("old_log_probs")\n',
+        (
+            '    fields = ["response_mask", "old_log_probs", "advantages"]\n'
+            "    # A loss registered with needs_behavior_log_probs=False never reads old_log_probs: the trainer\n"
+            "    # neither recomputes nor ships them, and the loss gets old_log_prob=None.\n"
+            '    policy_loss_fn = get_policy_loss_fn(config.policy_loss.get("loss_mode", "vanilla"))\n'
+            '    if "old_log_probs" not in data and not getattr(policy_loss_fn, "needs_behavior_log_probs", True):\n'
+            '        fields.remove("old_log_probs")\n'
+        ),
     ),
     (
         '    old_log_prob = data["old_log_probs"]\n',
@@ -175,10 +177,12 @@ PPO_LOSS_EDITS = [
     ),
     (
         '        metrics["actor/entropy_loss"] = Metric(value=entropy_loss, aggregation=metric_aggregation)\n',
-        '        metrics["actor/entropy_loss"] = Metric(value=entropy_loss, aggregation=metric_aggregation)\n'
-        "        if old_log_prob is None:\n"
-        "            # The skipped old-log-prob pass used to log actor/entropy; log it from this forward.\n"
-        '            metrics["actor/entropy"] = Metric(value=entropy_loss.detach(), aggregation=metric_aggregation)\n',
+        (
+            '        metrics["actor/entropy_loss"] = Metric(value=entropy_loss, aggregation=metric_aggregation)\n'
+            "        if old_log_prob is None:\n"
+            "            # The skipped old-log-prob pass used to log actor/entropy; log it from this forward.\n"
+            '            metrics["actor/entropy"] = Metric(value=entropy_loss.detach(), aggregation=metric_aggregation)\n'  # noqa: E501
+        ),
     ),
 ]
 
@@ -345,7 +349,9 @@ def _select(cfg: DictConfig, key: str, default=None):
 
 def _refuse_behavior_settings(cfg: DictConfig, loss: str) -> None:
     """Settings that read behavior log-probs somewhere else in verl; they cannot work without them."""
-    why = f"algorithm.loss={loss} is behavior-free: the pipeline computes no old_log_probs and ships no rollout log-probs"
+    why = (
+        f"algorithm.loss={loss} is behavior-free: the pipeline computes no old_log_probs and ships no rollout log-probs"
+    )
     if _select(cfg, "algorithm.use_kl_in_reward", False):
         raise BehaviorFreeConfigError(
             f"algorithm.use_kl_in_reward=true reads old_log_probs (verl's apply_kl_penalty), but {why}. Use a KL "
@@ -401,7 +407,12 @@ def configure(cfg: DictConfig) -> None:
         return
     _refuse_behavior_settings(cfg, loss)
     reason = f"{loss} reads no behavior log-probs"
-    _set(cfg, "actor_rollout_ref.rollout.calculate_log_probs", False, f"{reason}; the rollout neither computes nor ships them")
+    _set(
+        cfg,
+        "actor_rollout_ref.rollout.calculate_log_probs",
+        False,
+        f"{reason}; the rollout neither computes nor ships them",
+    )
     _set(cfg, "algorithm.rollout_correction.bypass_mode", False, f"{reason}; the old-log-prob stage is skipped")
     _set(cfg, "actor_rollout_ref.actor.use_rollout_log_probs", False, reason)
     _set(cfg, "actor_rollout_ref.actor.calculate_entropy", True, "logs actor/entropy from the update's forward")

@@ -87,8 +87,9 @@ def read_rows(path: str) -> list[dict]:
     raise DataPrepError(f"--input {path}: unsupported extension .{ext}; use .jsonl, .json, .parquet or .csv")
 
 
-def to_verl_rows(rows: list[dict], *, data_source: str, question_key: str, answer_key: str, solution_key: str,
-                 split: str) -> list[dict]:
+def to_verl_rows(
+    rows: list[dict], *, data_source: str, question_key: str, answer_key: str, solution_key: str, split: str
+) -> list[dict]:
     out = []
     for index, row in enumerate(rows):
         question = row.get(question_key)
@@ -107,9 +108,18 @@ def to_verl_rows(rows: list[dict], *, data_source: str, question_key: str, answe
     return out
 
 
-def prepare(input_path: str, output_dir: str, *, test_input: str | None = None, test_size: int = 500,
-            data_source: str = "math", question_key: str = "problem", answer_key: str = "answer",
-            solution_key: str = "solution", seed: int = 0) -> dict[str, int]:
+def prepare(
+    input_path: str,
+    output_dir: str,
+    *,
+    test_input: str | None = None,
+    test_size: int = 500,
+    data_source: str = "math",
+    question_key: str = "problem",
+    answer_key: str = "answer",
+    solution_key: str = "solution",
+    seed: int = 0,
+) -> dict[str, int]:
     """Write ``train.parquet`` and ``test.parquet`` into ``output_dir``; return the row counts."""
     import pandas as pd
 
@@ -152,15 +162,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         counts = prepare(
-            args.input, os.path.expanduser(args.output_dir), test_input=args.test_input, test_size=args.test_size,
-            data_source=args.data_source, question_key=args.question_key, answer_key=args.answer_key,
-            solution_key=args.solution_key, seed=args.seed,
+            args.input,
+            os.path.expanduser(args.output_dir),
+            test_input=args.test_input,
+            test_size=args.test_size,
+            data_source=args.data_source,
+            question_key=args.question_key,
+            answer_key=args.answer_key,
+            solution_key=args.solution_key,
+            seed=args.seed,
         )
     except DataPrepError as e:
         print(f"data_prep: error: {e}", file=sys.stderr)
         return 2
-    print(f"data_prep: wrote {counts['train']} train / {counts['test']} test rows to {args.output_dir} "
-          f"({counts['skipped']} rows without question or answer skipped)")
+    print(
+        f"data_prep: wrote {counts['train']} train / {counts['test']} test rows to {args.output_dir} "
+        f"({counts['skipped']} rows without question or answer skipped)"
+    )
     return 0
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import os
 import shutil
 import subprocess
 import sys
@@ -119,12 +118,12 @@ def test_patches_load_with_verl_in_a_fresh_process():
     assert "fully_async_rollout_without_log_probs" in out.stdout and "ppo_loss_without_old_log_probs" in out.stdout
 
 
-@pytest.mark.parametrize("diff", sorted((REPO / "patches").glob("*.diff")), ids=lambda p: p.stem)
-def test_each_diff_applies_to_the_pinned_verl(diff, tmp_path):
-    """patches/<name>.diff is reviewable against verl 0.9.1 and matches a patch in behavior_free.PATCHES."""
+@pytest.mark.parametrize("patch", bf.PATCHES, ids=lambda p: p.name)
+def test_each_diff_applies_to_the_pinned_verl(patch, tmp_path):
+    """patches/<name>.diff is reviewable against verl 0.9.1 (``patch -p1`` in site-packages)."""
     import verl
 
-    assert diff.stem in {p.name for p in bf.PATCHES}
+    diff = REPO / "patches" / f"{patch.name}.diff"
     site = Path(verl.__file__).parents[1]
     targets = [line[6:].strip() for line in diff.read_text().splitlines() if line.startswith("+++ b/")]
     assert targets
@@ -537,7 +536,9 @@ def test_megatron_cp_gives_the_loss_complete_responses(mcore_util, loss):
         log_probs = util.postprocess_thd_engine(local_log_probs, packed, input_ids, input_ids.shape[0])
         loss_value, metrics = ppo_loss(actor_cfg(loss), {"log_probs": log_probs}, data)
         torch.testing.assert_close(loss_value, ref_loss)
-        assert metrics["actor/scale/neg_nll"].aggregate() == pytest.approx(ref_metrics["actor/scale/neg_nll"].aggregate())
+        assert metrics["actor/scale/neg_nll"].aggregate() == pytest.approx(
+            ref_metrics["actor/scale/neg_nll"].aggregate()
+        )
         loss_value.backward()
         grad_sum += weight.grad
     torch.testing.assert_close(grad_sum, weight_ref.grad)
@@ -548,7 +549,9 @@ def test_megatron_cp_is_allowed_by_configure():
 
     p = launcher.PIPELINES["one-step-off"]
     cfg = launcher.compose(
-        launcher.config_dir(p), "one_step_off_ppo_megatron_trainer", ["actor_rollout_ref.actor.megatron.context_parallel_size=2"]
+        launcher.config_dir(p),
+        "one_step_off_ppo_megatron_trainer",
+        ["actor_rollout_ref.actor.megatron.context_parallel_size=2"],
     )
     launcher.apply_loss(cfg, "asympo", set())
     bf.configure(cfg)  # no refusal: the loss sees complete responses under CP (see behavior_free's docstring)
