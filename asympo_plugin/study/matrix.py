@@ -1,0 +1,152 @@
+"""The head-to-head matrix: methods x staleness levels x seeds, every other setting identical.
+
+A *cell* is one (method, staleness, seed) run. What differs between cells is only
+
+* the method's loss keys (:data:`METHODS`; the same variants as ``recipes/run_head_to_head.sh``),
+* the pipeline that produces the staleness (:func:`pipeline_for`): 0 = verl's synchronous trainer
+  (on-policy), 1 = verl's one-step-off trainer, ``k >= 2`` = one-step-off with the weight sync
+  delivered ``k - 1`` versions late (``delayed_sync.py``),
+* the seed (data order, actor data loader, rollout sampling).
+
+Everything else (task, model, batch, group size, lr, steps, validation) comes from one
+:class:`Preset` and ``asympo_plugin.demo.train_overrides``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str  # directory and table key
+    label: str  # table and legend text
+    overrides: tuple[str, ...]  # asympo-train overrides that define the method
+    sync_only: bool = False  # a staleness-0 reference only (shown in every table)
+
+
+PPO_RECOMPUTE = (
+    "algorithm.loss=vanilla",
+    "algorithm.rollout_correction.bypass_mode=False",
+    "actor_rollout_ref.rollout.calculate_log_probs=False",
+)
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("asympo", "ASymPO", ("algorithm.loss=asympo",)),
+        Method("spo", "SPO", ("algorithm.loss=spo",)),
+        Method("naive", "naive (gpg loss, GRPO adv.)", ("algorithm.loss=gpg", "algorithm.adv_estimator=grpo")),
+        Method("gpg", "GPG (gpg loss, GPG adv.)", ("algorithm.loss=gpg", "algorithm.adv_estimator=gpg")),
+        Method(
+            "ppo_bypass",
+            "PPO-clip, rollout log-probs (bypass)",
+            (
+                "algorithm.loss=vanilla",
+                "algorithm.rollout_correction.bypass_mode=True",
+                "actor_rollout_ref.rollout.calculate_log_probs=True",
+            ),
+        ),
+        Method("ppo_recompute", "PPO-clip, recomputed old log-probs", PPO_RECOMPUTE),
+        # Synchronous on-policy GRPO (PPO-clip): identical to ppo_recompute at staleness 0.
+        Method("grpo_sync", "GRPO, sync (on-policy reference)", PPO_RECOMPUTE, sync_only=True),
+    )
+}
+
+
+def pipeline_for(staleness: int) -> tuple[str, int]:
+    """``(asympo-train --pipeline, weight-sync delay)`` that produces ``staleness`` by construction."""
+    if staleness < 0:
+        raise ValueError(f"staleness must be >= 0, got {staleness}")
+    if staleness == 0:
+        return "sync", 0
+    return "one-step-off", staleness - 1
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    steps: int
+    seeds: tuple[int, ...]
+    staleness: tuple[int, ...]
+    methods: tuple[str, ...]
+    # Restrict some staleness levels to a subset of methods (the quick preset); absent = all methods.
+    methods_at: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    batch_size: int = 16
+    n: int = 4
+    lr: float = 1e-3
+    test_freq: int = 10
+    why: str = ""
+
+
+FULL = Preset(
+    name="full",
+    steps=60,
+    seeds=(1, 2, 3),
+    staleness=(0, 1, 2, 4),
+    methods=tuple(METHODS),
+    why="every method at staleness 0, 1, 2, 4 with 3 seeds, 60 steps each (hours on 2 cores)",
+)
+
+QUICK = Preset(
+    name="quick",
+    steps=20,
+    seeds=(1,),
+    staleness=(0, 1, 4),
+    methods=tuple(METHODS),
+    methods_at={0: ("asympo", "grpo_sync"), 1: ("asympo", "ppo_recompute")},
+    why=(
+        "1 seed, 20 steps; every method at staleness 4 (where the current-policy losses should break), "
+        "plus the runs the two timing ratios need (asympo at staleness 0 and 1, PPO-clip recompute at 1, "
+        "sync GRPO): 10 runs, about 15 minutes on 2 cores"
+    ),
+)
+
+PRESETS = {p.name: p for p in (FULL, QUICK)}
+
+
+@dataclass(frozen=True)
+class Cell:
+    method: Method
+    staleness: int
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"staleness{self.staleness}/{self.method.name}/seed{self.seed}"
+
+    def run_dir(self, root: Path) -> Path:
+        return root / f"staleness{self.staleness}" / self.method.name / f"seed{self.seed}"
+
+
+def cells(preset: Preset) -> list[Cell]:
+    """The preset's runs, seed-major (a partial sweep still covers every level) and deduplicated.
+
+    At staleness 0, ``ppo_recompute`` is the same run as ``grpo_sync`` and is not run twice;
+    ``grpo_sync`` runs at staleness 0 only (it is the reference row of every table).
+    """
+    out = []
+    for seed in preset.seeds:
+        for staleness in preset.staleness:
+            allowed = preset.methods_at.get(staleness, preset.methods)
+            for name in preset.methods:
+                method = METHODS[name]
+                if name not in allowed:
+                    continue
+                if method.sync_only and staleness != 0:
+                    continue
+                if name == "ppo_recompute" and staleness == 0 and "grpo_sync" in allowed:
+                    continue
+                out.append(Cell(method, staleness, seed))
+    return out
+
+
+def cell_overrides(cell: Cell) -> tuple[str, ...]:
+    """Everything that varies by cell, as asympo-train overrides (the method's and the seed's)."""
+    return (
+        *cell.method.overrides,
+        f"data.seed={cell.seed}",
+        f"actor_rollout_ref.actor.data_loader_seed={cell.seed}",
+        f"+ray_kwargs.ray_init.runtime_env.env_vars.ASYMPO_ROLLOUT_SEED={cell.seed}",
+    )

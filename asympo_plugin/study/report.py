@@ -1,0 +1,352 @@
+"""Tables (markdown) and plots (PNG) of a set of runs, grouped by staleness level and method.
+
+Used by both ``asympo-compare run`` (the study's own matrix) and ``asympo-compare compare`` (a user's
+verl logs). Each table row aggregates one method's seeds at one staleness level: mean, and the
+spread over seeds (sample standard deviation, shown when there are 2 or more seeds).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+from .analysis import COLLAPSE_FRACTION, COLLAPSE_MIN_PEAK, REWARD, REWARD_THRESHOLD, SCALE_KEYS, WINDOW, Run, summarize, trailing_mean
+
+UNKNOWN = "unknown"
+REFERENCE_METHOD = "grpo_sync"  # the study's on-policy reference, repeated in every staleness table
+
+
+def level_of(run: Run, summary: dict) -> int | str:
+    """The staleness level a run belongs to: asked for (study runs) or measured (user runs)."""
+    if run.staleness is not None:
+        return run.staleness
+    steady = summary["staleness"]["steady"]
+    return UNKNOWN if steady is None else int(round(steady))
+
+
+def group(runs: list[Run]) -> dict:
+    """``{level: {method: [(run, summary), ...]}}``, levels sorted, methods in first-seen order."""
+    groups: dict = {}
+    for run in runs:
+        summary = summarize(run)
+        groups.setdefault(level_of(run, summary), {}).setdefault(run.method or run.name, []).append((run, summary))
+    return dict(sorted(groups.items(), key=lambda kv: (isinstance(kv[0], str), kv[0])))
+
+
+# ---- numbers -> text --------------------------------------------------------------------------------------
+
+
+def _stats(values: list) -> tuple[float | None, float | None]:
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not values:
+        return None, None
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def _fmt(values: list, spec: str = ".3f") -> str:
+    mean, spread = _stats(values)
+    if mean is None:
+        return "–"
+    return format(mean, spec) + (f" ± {format(spread, spec)}" if spread is not None else "")
+
+
+def _fmt_threshold(values: list) -> str:
+    reached = [v for v in values if v is not None]
+    if not reached:
+        return f"never (0/{len(values)})"
+    return f"{_fmt(reached, '.0f')} ({len(reached)}/{len(values)})"
+
+
+def _fmt_bytes(summaries: list[dict]) -> str:
+    values = {s["behavior_bytes_per_token"] for s in summaries}
+    sources = {s["behavior_bytes_source"] for s in summaries}
+    if None in values:
+        return "? (no config, no evidence)"
+    text = "/".join(str(v) for v in sorted(values))
+    return text if sources == {"config"} else f"{text} (from {'/'.join(sorted(sources))})"
+
+
+COLUMNS = (
+    "method",
+    "seeds",
+    "staleness measured (steady / max)",
+    f"final reward (last {WINDOW})",
+    f"best reward ({WINDOW}-step mean)",
+    f"steps to reward {REWARD_THRESHOLD:g}",
+    "collapsed",
+    "s/step",
+    "learner s/step (update_actor)",
+    "old-log-prob s/step",
+    "behavior log-prob bytes/token",
+    "final val reward (greedy)",
+)
+
+
+def table_row(label: str, members: list[tuple[Run, dict]], note: str = "") -> list[str]:
+    summaries = [s for _, s in members]
+    staleness = [s["staleness"] for s in summaries]
+    collapsed = sum(bool(s["collapsed"]) for s in summaries)
+    collapse_steps = [s["collapse_step"] for s in summaries if s["collapsed"]]
+    collapse_text = f"{'yes' if collapsed else 'no'} ({collapsed}/{len(summaries)})"
+    if collapse_steps:
+        collapse_text += f", from step {min(collapse_steps)}"
+    return [
+        label + note,
+        str(len(summaries)),
+        f"{_fmt([s['steady'] for s in staleness], '.2f')} / {_fmt([s['max'] for s in staleness], '.0f')}",
+        _fmt([s["final_reward"] for s in summaries]),
+        _fmt([s["best_reward"] for s in summaries]),
+        _fmt_threshold([s["steps_to_threshold"] for s in summaries]),
+        collapse_text,
+        _fmt([s["s_per_step"] for s in summaries], ".2f"),
+        _fmt([s["learner_s_per_step"] for s in summaries], ".3f"),
+        _fmt([s["old_log_prob_s_per_step"] for s in summaries], ".3f"),
+        _fmt_bytes(summaries),
+        _fmt([s["final_val_reward"] for s in summaries]),
+    ]
+
+
+def markdown_table(rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def tables(groups: dict, labels: dict[str, str] | None = None) -> dict:
+    """``{level: markdown}``; the study's sync GRPO reference appears in every level's table."""
+    labels = labels or {}
+    reference = groups.get(0, {}).get(REFERENCE_METHOD)
+    out = {}
+    for level, methods in groups.items():
+        rows = [table_row(labels.get(m, m), members) for m, members in methods.items()]
+        if reference and level != 0:
+            rows.append(table_row(labels.get(REFERENCE_METHOD, REFERENCE_METHOD), reference, " *(staleness 0, reference)*"))
+        out[level] = markdown_table(rows)
+    return out
+
+
+CRITERIA = (
+    f"Collapse (fixed before any result was seen): a loss/grad metric was ever non-finite, or the reward's "
+    f"{WINDOW}-step trailing mean ends the run below {COLLAPSE_FRACTION:g} x its running peak (peak >= "
+    f"{COLLAPSE_MIN_PEAK:g}). Rewards are verl's `{REWARD}` (sampled training responses); 'final' and 'best' "
+    f"are {WINDOW}-step trailing means. Times are medians over the steps after the first (verl's `timing_s/*`); "
+    f"learner = `timing_s/update_actor`; old-log-prob = `timing_s/old_log_prob` (0 when the stage did not run). "
+    f"Bytes/token: 4 (one fp32 log-prob per response token) when the rollout shipped log-probs "
+    f"(`actor_rollout_ref.rollout.calculate_log_probs`), else 0. Spread: standard deviation over seeds."
+)
+
+
+# ---- plots ------------------------------------------------------------------------------------------------
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _mean_curve(members: list[tuple[Run, dict]], key: str, smooth: int = 1):
+    """Steps, mean, min and max over the members' ``key`` series (steps common to all members)."""
+    per_run = []
+    for run, _ in members:
+        train = set(run.train_steps())
+        series = [(s, v) for s, v in run.series(key) if s in train and math.isfinite(v)]
+        if series:
+            values = trailing_mean([v for _, v in series], smooth) if smooth > 1 else [v for _, v in series]
+            per_run.append(dict(zip([s for s, _ in series], values)))
+    if not per_run:
+        return [], [], [], []
+    steps = sorted(set.intersection(*(set(d) for d in per_run)))
+    rows = [[d[s] for d in per_run] for s in steps]
+    return steps, [statistics.mean(r) for r in rows], [min(r) for r in rows], [max(r) for r in rows]
+
+
+def _colors(methods: list[str]) -> dict[str, str]:
+    palette = [f"C{i}" for i in range(10)]
+    return {m: palette[i % len(palette)] for i, m in enumerate(methods)}
+
+
+def plot_rewards(groups: dict, path: Path, labels: dict[str, str] | None = None, title: str = "") -> None:
+    """One panel per staleness level: each method's reward (5-step trailing mean; mean over seeds, min-max band)."""
+    plt = _plt()
+    labels = labels or {}
+    levels = list(groups)
+    colors = _colors(list(dict.fromkeys(m for methods in groups.values() for m in methods)))
+    fig, axes = plt.subplots(1, len(levels), figsize=(4.6 * len(levels), 3.8), squeeze=False, sharey=True)
+    for ax, level in zip(axes[0], levels):
+        for method, members in groups[level].items():
+            steps, mean, low, high = _mean_curve(members, REWARD, WINDOW)
+            if not steps:
+                continue
+            ax.plot(steps, mean, color=colors[method], label=f"{labels.get(method, method)} (n={len(members)})")
+            if len(members) > 1:
+                ax.fill_between(steps, low, high, color=colors[method], alpha=0.15)
+        ax.set_title(f"staleness {level}")
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"train reward ({WINDOW}-step mean)")
+    handles = {}
+    for ax in axes[0]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab.split(" (n=")[0], h)
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(4, len(handles)), fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_scale(groups: dict, level, path: Path, labels: dict[str, str] | None = None) -> None:
+    """Scale-imbalance diagnostics over time at one staleness level.
+
+    Left: mean current NLL of positive (solid) and negative (dashed) advantage responses. Right: the
+    balance residual of the naive objective (dashed) and of the loss in use (solid).
+    """
+    plt = _plt()
+    labels = labels or {}
+    methods = groups[level]
+    colors = _colors(list(dict.fromkeys(m for ms in groups.values() for m in ms)))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.9))
+    pos, neg, naive, own = SCALE_KEYS
+    for method, members in methods.items():
+        c = colors[method]
+        for ax, key, style in ((left, pos, "-"), (left, neg, "--"), (right, naive, "--"), (right, own, "-")):
+            steps, mean, _, _ = _mean_curve(members, key, 3)
+            if steps:
+                ax.plot(steps, mean, style, color=c, label=labels.get(method, method) if style == "-" else None)
+    left.set_title("current NLL: positive (solid) vs negative (dashed) advantage")
+    left.set_ylabel("mean token NLL")
+    right.set_title("balance residual: naive objective (dashed) vs loss in use (solid)")
+    right.set_ylabel("|sum A s| / sum |A| s")
+    for ax in (left, right):
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+    handles, names = left.get_legend_handles_labels()
+    if not handles:
+        handles, names = right.get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=min(4, max(1, len(names))), fontsize=8)
+    fig.suptitle(f"scale-imbalance diagnostics, staleness {level} (3-step means over seeds)")
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---- timing ratios -------------------------------------------------------------------------------------
+
+
+def timing_ratios(groups: dict) -> dict:
+    """The two ratios the study promises, from runs of the same sweep (same machine, same load window).
+
+    * learner: ASymPO's learner time per step (update_actor + old_log_prob) over PPO-clip with
+      recomputed old log-probs, at the lowest async staleness level both ran (goal <= 0.78);
+    * pipeline: ASymPO's one-step-off steps/s over its synchronous steps/s (goal >= 1.25).
+    """
+    out: dict = {}
+
+    def mean_of(level, method, fn):
+        members = groups.get(level, {}).get(method, [])
+        values = [fn(s) for _, s in members if fn(s) is not None]
+        return statistics.mean(values) if values else None
+
+    def learner(s):
+        if s["learner_s_per_step"] is None:
+            return None
+        return s["learner_s_per_step"] + (s["old_log_prob_s_per_step"] or 0.0)
+
+    async_levels = sorted(lv for lv in groups if isinstance(lv, int) and lv >= 1)
+    for level in async_levels:
+        a, p = mean_of(level, "asympo", learner), mean_of(level, "ppo_recompute", learner)
+        if a and p:
+            out["learner"] = {
+                "staleness": level,
+                "asympo_s": a,
+                "ppo_recompute_s": p,
+                "ppo_recompute_update_actor_s": mean_of(level, "ppo_recompute", lambda s: s["learner_s_per_step"]),
+                "ppo_recompute_old_log_prob_s": mean_of(level, "ppo_recompute", lambda s: s["old_log_prob_s_per_step"]),
+                "ratio": a / p,
+                "goal": "<= 0.78",
+                "met": a / p <= 0.78,
+            }
+            break
+    sync = mean_of(0, "asympo", lambda s: s["s_per_step"])
+    one_off = mean_of(1, "asympo", lambda s: s["s_per_step"])
+    if sync and one_off:
+        out["pipeline"] = {
+            "sync_s_per_step": sync,
+            "one_step_off_s_per_step": one_off,
+            "sync_gen_s_per_step": mean_of(0, "asympo", lambda s: s.get("gen_s_per_step")),
+            "ratio": sync / one_off,
+            "goal": ">= 1.25",
+            "met": sync / one_off >= 1.25,
+        }
+    return out
+
+
+def ratios_text(ratios: dict) -> str:
+    lines = []
+    if "learner" in ratios:
+        r = ratios["learner"]
+        lines.append(
+            f"- learner time per step, ASymPO / PPO-clip recompute (staleness {r['staleness']}): "
+            f"{r['asympo_s']:.3f} s / {r['ppo_recompute_s']:.3f} s (update_actor {r['ppo_recompute_update_actor_s']:.3f} "
+            f"+ old_log_prob {r['ppo_recompute_old_log_prob_s']:.3f}) = **{r['ratio']:.2f}** (goal {r['goal']}: "
+            f"{'met' if r['met'] else 'NOT met'})"
+        )
+    else:
+        lines.append("- learner ratio: not measured (needs asympo and ppo_recompute at the same async staleness)")
+    if "pipeline" in ratios:
+        r = ratios["pipeline"]
+        gen = r.get("sync_gen_s_per_step")
+        lines.append(
+            f"- steps/s, ASymPO one-step-off / ASymPO sync: {1 / r['one_step_off_s_per_step']:.2f} / "
+            f"{1 / r['sync_s_per_step']:.2f} steps/s = **{r['ratio']:.2f}** (goal {r['goal']}: "
+            f"{'met' if r['met'] else 'NOT met'})"
+            + (f"; the sync step's generation stage took {gen:.2f} s" if gen is not None else "")
+        )
+    else:
+        lines.append("- pipeline ratio: not measured (needs asympo at staleness 0 and 1)")
+    return "\n".join(lines)
+
+
+# ---- everything --------------------------------------------------------------------------------------------
+
+
+def write_report(runs: list[Run], out_dir: Path, *, title: str, command: str, labels: dict[str, str] | None = None, preamble: str = "") -> dict:
+    """Write ``report.md``, ``summary.json`` and the PNGs into ``out_dir``; return what was written."""
+    if not runs:
+        raise ValueError("no runs to report")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    labels = labels or {}
+    groups = group(runs)
+    md_tables = tables(groups, labels)
+    ratios = timing_ratios(groups)
+    files = {"rewards": out_dir / "rewards.png"}
+    plot_rewards(groups, files["rewards"], labels, title)
+    for level in groups:
+        files[f"scale_staleness{level}"] = out_dir / f"scale_staleness{level}.png"
+        plot_scale(groups, level, files[f"scale_staleness{level}"], labels)
+    parts = [f"# {title}", "", f"Command: `{command}`", ""]
+    if preamble:
+        parts += [preamble, ""]
+    parts += [CRITERIA, "", "## Timing ratios", "", ratios_text(ratios), ""]
+    for level, table in md_tables.items():
+        parts += [f"## Staleness {level}", "", table, ""]
+    parts += ["## Plots", "", f"![rewards]({files['rewards'].name})", ""]
+    parts += [f"![{name}]({path.name})" for name, path in files.items() if name != "rewards"]
+    report = out_dir / "report.md"
+    report.write_text("\n".join(parts) + "\n")
+    summary = {
+        str(level): {
+            method: [{"run": str(run.source), "seed": run.seed, **s} for run, s in members]
+            for method, members in methods.items()
+        }
+        for level, methods in groups.items()
+    }
+    (out_dir / "summary.json").write_text(json.dumps({"ratios": ratios, "runs": summary}, indent=1, default=str))
+    return {"report": report, "files": files, "tables": md_tables, "ratios": ratios, "groups": groups}

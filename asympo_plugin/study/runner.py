@@ -1,0 +1,140 @@
+"""Run the matrix: one verl run per cell, each in its own directory, resumable.
+
+A cell's directory holds ``train.log`` (verl's console), ``metrics.jsonl`` (verl's ``file`` logger),
+``config.yaml`` (the resolved config) and, only once the run completed *and* its metrics file holds
+every training step, ``DONE.json`` (written atomically: temp file + rename). A later sweep skips
+cells whose marker exists and records the same command line; anything else is rerun from scratch,
+so a killed sweep (or a crashed run) never leaves a half cell counted as finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..demo import read_metrics, train_overrides
+from .analysis import STEP_TIME, Run, summarize
+from .matrix import Cell, Preset, cell_overrides, pipeline_for
+
+MARKER = "DONE.json"
+
+
+def cell_argv(cell: Cell, preset: Preset, task, run_dir: Path) -> list[str]:
+    """The full ``python -m asympo_plugin.study.train`` argument list of one cell."""
+    pipeline, delay = pipeline_for(cell.staleness)
+    overrides = train_overrides(
+        task,
+        run_dir,
+        loss="asympo",  # replaced by the method's own algorithm.loss (the last one wins)
+        steps=preset.steps,
+        batch_size=preset.batch_size,
+        n=preset.n,
+        lr=preset.lr,
+        test_freq=preset.test_freq,
+        pipeline=pipeline,
+        extra=(*cell_overrides(cell), "trainer.val_before_train=False"),
+    )
+    metrics = run_dir / "metrics.jsonl"
+    overrides.append(f"+ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH={metrics}")
+    return ["--sync-delay", str(delay), "--save-config", str(run_dir / "config.yaml"), *overrides]
+
+
+def complete_steps(metrics: dict[int, dict], steps: int) -> bool:
+    """Every training step 1..steps was logged with its step time (verl logs a step at its end)."""
+    return all(STEP_TIME in metrics.get(s, {}) for s in range(1, steps + 1))
+
+
+def is_finished(run_dir: Path, argv: list[str], steps: int) -> bool:
+    marker = run_dir / MARKER
+    if not marker.exists():
+        return False
+    try:
+        done = json.loads(marker.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return done.get("argv") == argv and complete_steps(read_metrics(run_dir / "metrics.jsonl"), steps)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def run_cell(cell: Cell, preset: Preset, task, root: Path, *, timeout_s: float | None = None) -> tuple[bool, float, str]:
+    """Run one cell from scratch; return ``(finished, wall seconds, message)``."""
+    run_dir = cell.run_dir(root)
+    argv = cell_argv(cell, preset, task, run_dir)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1",
+           "VERL_FILE_LOGGER_PATH": str(run_dir / "metrics.jsonl")}
+    timeout_s = timeout_s or 300 + 6 * preset.steps
+    start = time.monotonic()
+    with open(run_dir / "train.log", "w") as log:
+        log.write("$ python -m asympo_plugin.study.train " + " ".join(argv) + "\n")
+        log.flush()
+        try:
+            rc = subprocess.run(
+                [sys.executable, "-m", "asympo_plugin.study.train", *argv],
+                stdout=log, stderr=subprocess.STDOUT, env=env, timeout=timeout_s,
+            ).returncode
+        except subprocess.TimeoutExpired:
+            rc = "timeout"
+    wall = time.monotonic() - start
+    metrics = read_metrics(run_dir / "metrics.jsonl")
+    if rc != 0:
+        return False, wall, f"FAILED (exit {rc}); see {run_dir / 'train.log'}"
+    if not complete_steps(metrics, preset.steps):
+        return False, wall, f"INCOMPLETE metrics ({len(metrics)} steps logged); see {run_dir / 'train.log'}"
+    _write_atomically(run_dir / MARKER, json.dumps({"cell": cell.key, "argv": argv, "wall_s": wall}, indent=1))
+    return True, wall, ""
+
+
+def load_cell(cell: Cell, root: Path) -> Run:
+    from .analysis import load_run
+
+    run_dir = cell.run_dir(root)
+    run = load_run(run_dir / "metrics.jsonl", name=cell.key)
+    run.method, run.label, run.staleness, run.seed = cell.method.name, cell.method.label, cell.staleness, cell.seed
+    marker = json.loads((run_dir / MARKER).read_text())
+    run.wall_s = marker.get("wall_s")
+    return run
+
+
+def _eta(seconds: float) -> str:
+    minutes = seconds / 60
+    return f"{minutes:.0f} min" if minutes >= 1 else f"{seconds:.0f} s"
+
+
+def sweep(cells: list[Cell], preset: Preset, task, root: Path, *, log=print) -> tuple[list[Run], list[str]]:
+    """Run every unfinished cell in order (one line each, with an ETA); return the finished runs and failures."""
+    root.mkdir(parents=True, exist_ok=True)
+    todo = [c for c in cells if not is_finished(c.run_dir(root), cell_argv(c, preset, task, c.run_dir(root)), preset.steps)]
+    log(f"asympo-compare: {len(cells)} cells, {len(cells) - len(todo)} already finished, {len(todo)} to run -> {root}")
+    walls: list[float] = []
+    failures: list[str] = []
+    guess = 70 + 1.5 * preset.steps  # seconds per run before the first one is measured (2 cores)
+    for i, cell in enumerate(todo, 1):
+        ok, wall, message = run_cell(cell, preset, task, root)
+        walls.append(wall)
+        remaining = (sum(walls) / len(walls) if walls else guess) * (len(todo) - i)
+        if ok:
+            s = summarize(load_cell(cell, root))
+            stale = s["staleness"]["steady"]
+            text = (
+                f"reward {s['reward_start']:.2f} -> {s['final_reward']:.2f}, "
+                f"collapsed {'yes (step %s)' % s['collapse_step'] if s['collapsed'] else 'no'}, "
+                f"staleness {'n/a' if stale is None else format(stale, '.2f')}, {s['s_per_step']:.2f} s/step"
+            )
+        else:
+            failures.append(f"{cell.key}: {message}")
+            text = message
+        log(f"[{i:3d}/{len(todo)}] {cell.key:36s} {wall:5.0f}s  {text}  | ETA {_eta(remaining)}")
+    runs = [load_cell(c, root) for c in cells if (c.run_dir(root) / MARKER).exists()]
+    return runs, failures
