@@ -45,8 +45,11 @@ sequence from its zigzag (or contiguous) chunks; only the local chunk keeps its 
 per-response mean NLL ``s_i`` over the whole response: identical on all CP ranks, no extra
 reduction needed. Because ``s_i`` is stop-gradient, the loss is per-token in its gradient exactly
 like ``vanilla``/``gpg``, so CP>1 trains ASymPO as correctly as verl trains its built-in losses.
+The same holds for dynamic CP (the gather uses the micro-batch's own CP group). How Megatron then
+scales the CP ranks' partial gradients is verl's choice and identical for every loss.
 ``tests/test_behavior_free_on_cpu.py`` runs verl's own CP split/gather functions with an emulated
-2-rank CP group on CPU and checks loss and gradients against CP=1. CP>1 is therefore allowed.
+2-rank CP group on CPU and checks that each rank's loss equals CP=1's and that the ranks' gradients
+sum to CP=1's. CP>1 is therefore allowed (``configure`` does not refuse it).
 """
 
 from __future__ import annotations

@@ -79,6 +79,17 @@ def test_both_async_trainers_and_the_engine_worker_use_the_patched_functions():
     assert engine_workers.ppo_loss is losses.ppo_loss and bf.is_patched(losses.ppo_loss)
 
 
+def test_a_module_that_bound_the_original_before_the_plugin_gets_the_patched_function(monkeypatch):
+    """E.g. VERL_USE_EXTERNAL_PLUGINS=none: the plugin loads late, after engine_workers imported ppo_loss."""
+    from verl.workers import engine_workers
+    from verl.workers.utils import losses
+
+    patched = losses.ppo_loss
+    monkeypatch.setattr(engine_workers, "ppo_loss", patched.__wrapped__)
+    bf.apply()
+    assert engine_workers.ppo_loss is patched
+
+
 @pytest.mark.parametrize("patch", bf.PATCHES, ids=lambda p: p.name)
 def test_patch_refuses_a_changed_verl_function(patch, monkeypatch):
     owner, name = _owner_and_name(patch)
