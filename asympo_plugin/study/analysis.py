@@ -101,7 +101,8 @@ def detect_collapse(
     1. a loss or gradient metric (:data:`FINITE_KEYS`) was ever non-finite (``nonfinite_steps``):
        the weights are poisoned whatever the reward says; or
     2. the reward's trailing mean (``window`` steps) *ends* the run below ``fraction`` of its running
-       peak, and that peak was at least ``min_peak``. Ending below, not dipping below: a run that
+       peak, and that peak was at least ``min_peak``. Peaks count only full windows (when the run has
+       ``window`` steps), so one lucky early step is not a peak. Ending below, not dipping below: a run that
        dips and recovers did not collapse. The collapse step is the first step from which the trailing
        mean stays below ``fraction`` x running peak until the end.
 
@@ -117,7 +118,9 @@ def detect_collapse(
         first = next(s for s, r in zip(steps, rewards) if not math.isfinite(r))
         return Collapse(True, first, "non-finite reward")
     smooth = trailing_mean(list(rewards), window)
-    peaks = [max(smooth[: i + 1]) for i in range(len(smooth))]
+    # Peaks only from full windows (when the run is that long): one lucky early step is not a peak.
+    first_full = window - 1 if len(smooth) >= window else 0
+    peaks = [max(smooth[min(first_full, i) : i + 1]) for i in range(len(smooth))]
     below = [peak >= min_peak and value < fraction * peak for value, peak in zip(smooth, peaks)]
     if not below[-1]:
         return Collapse(False, None, "")
@@ -198,7 +201,8 @@ def summarize(run: Run) -> dict:
         s for s in steps for k in FINITE_KEYS if k in run.metrics[s] and not math.isfinite(float(run.metrics[s][k]))
     )
     collapse = detect_collapse([s for s, _ in reward], values, nonfinite)
-    reached = next((s for (s, _), m in zip(reward, smooth) if m >= REWARD_THRESHOLD), None)
+    full = smooth[WINDOW - 1 :] if len(smooth) >= WINDOW else smooth  # full trailing windows only
+    reached = next((s for (s, _), m in list(zip(reward, smooth))[len(smooth) - len(full) :] if m >= REWARD_THRESHOLD), None)
     steady = steady_steps(run)
     step_time = _median([float(run.metrics[s][STEP_TIME]) for s in steady])
     update = _median([float(run.metrics[s].get(UPDATE_ACTOR, 0.0)) for s in steady])
@@ -209,9 +213,9 @@ def summarize(run: Run) -> dict:
     val = run.series(val_key) if val_key else []
     return {
         "steps": len(steps),
-        "reward_start": smooth[min(len(smooth), WINDOW) - 1] if smooth else None,
+        "reward_start": full[0] if full else None,  # mean of the first WINDOW steps
         "final_reward": smooth[-1] if smooth else None,
-        "best_reward": max(smooth) if smooth else None,
+        "best_reward": max(full) if full else None,
         "steps_to_threshold": reached,
         "collapsed": collapse.collapsed,
         "collapse_step": collapse.step,

@@ -51,6 +51,14 @@ METHODS: dict[str, Method] = {
         Method("ppo_recompute", "PPO-clip, recomputed old log-probs", PPO_RECOMPUTE),
         # Synchronous on-policy GRPO (PPO-clip): identical to ppo_recompute at staleness 0.
         Method("grpo_sync", "GRPO, sync (on-policy reference)", PPO_RECOMPUTE, sync_only=True),
+        # Timing reference: verl's default synchronous trainer (V1) waits on its replay buffer, which
+        # polls every 2 s; the legacy trainer (trainer.use_v1=False) does not. Same loss and settings.
+        Method(
+            "asympo_sync_legacy",
+            "ASymPO, legacy sync trainer (timing reference)",
+            ("algorithm.loss=asympo", "trainer.use_v1=False"),
+            sync_only=True,
+        ),
     )
 }
 
@@ -95,11 +103,11 @@ QUICK = Preset(
     seeds=(1,),
     staleness=(0, 1, 4),
     methods=tuple(METHODS),
-    methods_at={0: ("asympo", "grpo_sync"), 1: ("asympo", "ppo_recompute")},
+    methods_at={0: ("asympo", "grpo_sync", "asympo_sync_legacy"), 1: ("asympo", "ppo_recompute")},
     why=(
         "1 seed, 20 steps; every method at staleness 4 (where the current-policy losses should break), "
-        "plus the runs the two timing ratios need (asympo at staleness 0 and 1, PPO-clip recompute at 1, "
-        "sync GRPO): 10 runs, about 15 minutes on 2 cores"
+        "plus the runs the two timing ratios need (asympo at staleness 0 on verl's V1 and legacy sync trainers and "
+        "at 1, PPO-clip recompute at 1) and sync GRPO: 11 runs, about 15-18 minutes on 2 cores"
     ),
 )
 
@@ -148,5 +156,5 @@ def cell_overrides(cell: Cell) -> tuple[str, ...]:
         *cell.method.overrides,
         f"data.seed={cell.seed}",
         f"actor_rollout_ref.actor.data_loader_seed={cell.seed}",
-        f"+ray_kwargs.ray_init.runtime_env.env_vars.ASYMPO_ROLLOUT_SEED={cell.seed}",
+        f"+ray_kwargs.ray_init.runtime_env.env_vars.ASYMPO_ROLLOUT_SEED='{cell.seed}'",
     )
