@@ -82,7 +82,7 @@ def _staleness_check(runs) -> list[str]:
     for run in runs:
         measured = summarize(run)["staleness"]
         if measured["steady"] is None:
-            lines.append(f"{run.name}: asked {run.staleness}, no staleness metric logged")
+            lines.append(f"{run.name}: asked {run.staleness}, no staleness metric logged (not confirmed)")
         elif abs(measured["steady"] - run.staleness) > 0.01:
             lines.append(f"{run.name}: asked {run.staleness}, measured {measured['steady']:.2f} (steady), max {measured['max']:.0f}")
     return lines
@@ -124,7 +124,7 @@ def cmd_run(args) -> int:
             "the `cpu_delayed` weight sync delivering weights k - 1 versions late. Measured staleness "
             "(`asympo/staleness/mean`, per trajectory; verl's `training/off_policy/trajectory_staleness/mean` for the "
             "sync trainer) " + ("matches the asked level in every run (after the warm-up steps)." if not mismatches
-                                else "differs in: " + "; ".join(mismatches)),
+                                else "matches the asked level (after the warm-up steps) except: " + "; ".join(mismatches)),
         ]
     )
     written = write_report(

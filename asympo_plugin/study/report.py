@@ -177,7 +177,7 @@ def plot_rewards(groups: dict, path: Path, labels: dict[str, str] | None = None,
     labels = labels or {}
     levels = list(groups)
     colors = _colors(list(dict.fromkeys(m for methods in groups.values() for m in methods)))
-    fig, axes = plt.subplots(1, len(levels), figsize=(4.6 * len(levels), 3.8), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(levels), figsize=(max(7.0, 4.6 * len(levels)), 3.8), squeeze=False, sharey=True)
     for ax, level in zip(axes[0], levels):
         for method, members in groups[level].items():
             steps, mean, low, high = _mean_curve(members, REWARD, WINDOW)
@@ -196,7 +196,7 @@ def plot_rewards(groups: dict, path: Path, labels: dict[str, str] | None = None,
             handles.setdefault(lab.split(" (n=")[0], h)
     fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(4, len(handles)), fontsize=8)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -220,9 +220,9 @@ def plot_scale(groups: dict, level, path: Path, labels: dict[str, str] | None = 
             steps, mean, _, _ = _mean_curve(members, key, 3)
             if steps:
                 ax.plot(steps, mean, style, color=c, label=labels.get(method, method) if style == "-" else None)
-    left.set_title("current NLL: positive (solid) vs negative (dashed) advantage")
+    left.set_title("current token NLL: A > 0 (solid), A < 0 (dashed)", fontsize=10)
     left.set_ylabel("mean token NLL")
-    right.set_title("balance residual: naive objective (dashed) vs loss in use (solid)")
+    right.set_title("balance residual: naive (dashed), loss in use (solid)", fontsize=10)
     right.set_ylabel("|sum A s| / sum |A| s")
     for ax in (left, right):
         ax.set_xlabel("training step")
