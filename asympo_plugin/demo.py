@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -42,8 +43,8 @@ def train_overrides(
     loss: str = "asympo",
     steps: int = 50,
     batch_size: int = 16,
-    n: int = 4,
-    lr: float = 1e-3,
+    n: int = 8,
+    lr: float = 2e-3,
     test_freq: int = 10,
     save_freq: int = -1,
     resume: bool = False,
@@ -133,24 +134,32 @@ def run_training(argv: list[str], run_dir: Path, *, on_step=None, verbose: bool 
     with open(log_path, "w") as log:
         log.write("$ asympo-train " + " ".join(argv) + "\n")
         log.flush()
+        # Own process group, so that stopping the demo also stops the Ray processes the job started.
         proc = subprocess.Popen(
-            cmd, stdout=None if verbose else log, stderr=subprocess.STDOUT if not verbose else None, env=env
+            cmd,
+            stdout=None if verbose else log,
+            stderr=subprocess.STDOUT if not verbose else None,
+            env=env,
+            start_new_session=True,
         )
         seen: set[int] = set()
-        while True:
-            done = proc.poll() is not None
-            for step, values in read_metrics(metrics_path).items():
-                if step not in seen and (step == 0 or STEP_TIME in values):
-                    seen.add(step)
-                    result.arrival_s[step] = time.monotonic() - start
-                    if on_step is not None:
-                        on_step(step, values, result.arrival_s[step])
-            if done:
-                break
-            if time.monotonic() - start > timeout_s:
-                proc.kill()
-                break
-            time.sleep(0.2)
+        try:
+            while True:
+                done = proc.poll() is not None
+                for step, values in read_metrics(metrics_path).items():
+                    if step not in seen and (step == 0 or STEP_TIME in values):
+                        seen.add(step)
+                        result.arrival_s[step] = time.monotonic() - start
+                        if on_step is not None:
+                            on_step(step, values, result.arrival_s[step])
+                if done:
+                    break
+                if time.monotonic() - start > timeout_s:
+                    raise TimeoutError(f"training did not finish in {timeout_s:.0f}s; see {log_path}")
+                time.sleep(0.2)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
     result.returncode = proc.wait()
     result.wall_s = time.monotonic() - start
     result.metrics = read_metrics(metrics_path)
@@ -158,7 +167,8 @@ def run_training(argv: list[str], run_dir: Path, *, on_step=None, verbose: bool 
 
 
 def _val_reward_key(metrics: dict) -> str | None:
-    keys = sorted(k for k in metrics if k.startswith("val-core/") and "reward" in k)
+    """verl's headline validation metric (``val-core/<data_source>/<acc or reward>/mean@1``)."""
+    keys = sorted(k for k in metrics if k.startswith("val-core/") and k.endswith("/mean@1"))
     return keys[0] if keys else None
 
 
@@ -220,7 +230,8 @@ def _progress(total: int):
             return
         parts = [
             f"reward {_fmt(m, REWARD)}",
-            f"pg_loss {_fmt(m, 'actor/pg_loss')}",
+            f"grad_norm {_fmt(m, 'actor/grad_norm')}",
+            f"nll-/nll+ {_fmt(m, 'actor/scale/nll_ratio', '.2f')}",
             f"staleness {_fmt(m, STALENESS, '.0f')}",
             f"{_fmt(m, STEP_TIME, '.2f')} s",
         ]

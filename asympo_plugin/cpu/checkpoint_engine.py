@@ -46,8 +46,7 @@ class _WeightStore:
             return self.refs
 
 
-def _store():
-    return ray.remote(_WeightStore).options(name=STORE_NAME, get_if_exists=True, num_cpus=0).remote()
+_STORE_CLASS = ray.remote(_WeightStore)
 
 
 class CpuCheckpointEngine(CheckpointEngine):
@@ -55,6 +54,14 @@ class CpuCheckpointEngine(CheckpointEngine):
 
     def __init__(self, bucket_size: int = 0, is_master: bool = False, **kwargs) -> None:
         self.is_master = is_master
+        self._store_handle = None
+
+    def _store(self):
+        # Every engine keeps its handle: a named actor dies with its last handle, and the sender and
+        # the receivers live for the whole run, so the store does too (and starts only once).
+        if self._store_handle is None:
+            self._store_handle = _STORE_CLASS.options(name=STORE_NAME, get_if_exists=True, num_cpus=0).remote()
+        return self._store_handle
 
     def prepare(self) -> dict:
         return {}
@@ -77,11 +84,11 @@ class CpuCheckpointEngine(CheckpointEngine):
                 state_dict[name] = tensor.detach().to("cpu", copy=True)
         if self.is_master:
             # A list keeps the ObjectRef a reference (Ray would resolve a top-level one).
-            await _store().put.remote(global_steps, [ray.put(state_dict)])
+            await self._store().put.remote(global_steps, [ray.put(state_dict)])
         return {}
 
     async def receive_weights(self, global_steps: int | None = None):
-        refs = await _store().get.remote(global_steps)
+        refs = await self._store().get.remote(global_steps)
         state_dict = await refs[0]
         for name, tensor in state_dict.items():
             yield name, tensor

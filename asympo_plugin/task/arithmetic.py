@@ -2,7 +2,7 @@
 
 Deterministic: the problem list is every pair ``(a, b)`` with ``0 <= a, b <= MAX_OPERAND``,
 shuffled with a fixed seed and split into train and held-out validation prompts. A tiny model
-cannot do arithmetic, but it can memorise a 400-entry table, which a short supervised warm start
+cannot do arithmetic, but it can memorise a 100-entry table, which a short supervised warm start
 begins and RL then sharpens: that is the learning signal the demo shows.
 
 ``compute_score`` is what verl calls (``reward.custom_reward_function.{path,name}``): 1.0 for the
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import random
 
-MAX_OPERAND = 19
+MAX_OPERAND = 9
 SEED = 1234
-VAL_FRACTION = 0.1
+VAL_FRACTION = 0.2
 DATA_SOURCE = "asympo/arithmetic"
 
 

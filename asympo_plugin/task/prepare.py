@@ -15,8 +15,8 @@ from pathlib import Path
 
 from . import arithmetic
 
-RECIPE_VERSION = "v3"
-WARM_START_TARGET = 0.35  # sampled accuracy at which the warm start stops
+RECIPE_VERSION = "v4"
+WARM_START_TARGET = 0.3  # sampled accuracy at which the warm start stops
 WARM_START_MAX_STEPS = 2000
 
 
