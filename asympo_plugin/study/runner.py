@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -79,13 +80,22 @@ def run_cell(cell: Cell, preset: Preset, task, root: Path, *, timeout_s: float |
     with open(run_dir / "train.log", "w") as log:
         log.write("$ python -m asympo_plugin.study.train " + " ".join(argv) + "\n")
         log.flush()
+        # Its own process group: on a timeout or an interrupt, the whole job (Ray included) is stopped.
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "asympo_plugin.study.train", *argv],
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )
         try:
-            rc = subprocess.run(
-                [sys.executable, "-m", "asympo_plugin.study.train", *argv],
-                stdout=log, stderr=subprocess.STDOUT, env=env, timeout=timeout_s,
-            ).returncode
+            rc = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             rc = "timeout"
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
     wall = time.monotonic() - start
     metrics = read_metrics(run_dir / "metrics.jsonl")
     if rc != 0:
