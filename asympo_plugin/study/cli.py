@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the matrix on the built-in CPU task, then report")
     run.add_argument("--quick", action="store_true", help="the quick preset (under 20 minutes on 2 cores)")
-    run.add_argument("--out", type=Path, default=Path("runs/study"), help="sweep directory (default runs/study[-quick])")
+    run.add_argument("--out", type=Path, help="sweep directory (default runs/study, or runs/study-quick with --quick)")
     run.add_argument("--steps", type=int, help="override the preset's training steps")
     run.add_argument("--seeds", type=_ints, help="override the preset's seeds, e.g. 1,2,3")
     run.add_argument("--staleness", type=_ints, help="override the preset's staleness levels, e.g. 0,1,2,4")
@@ -95,7 +95,7 @@ def cmd_run(args) -> int:
     from .runner import sweep
 
     preset = _preset(args)
-    out = args.out if args.out != Path("runs/study") or not args.quick else Path("runs/study-quick")
+    out = args.out or Path("runs/study-quick" if args.quick else "runs/study")
     matrix = cells(preset)
     _say(f"asympo-compare run: preset '{preset.name}': {preset.why}")
     _say(f"  steps {preset.steps}, seeds {list(preset.seeds)}, staleness {list(preset.staleness)}, "
