@@ -81,13 +81,22 @@ def configure(cfg) -> None:
       (needs flash-attn), no torch.compile;
     * rollout ``hf`` (async, tensor parallel 1), one agent-loop worker, one reward worker, no
       dataloader worker processes, one TransferQueue storage unit;
-    * one-step-off: checkpoint engine ``cpu`` and the versioned checkpoint manager (staleness metric).
+    * checkpoint engine ``cpu`` wherever weights move between processes (one-step-off, fully async,
+      V1 separate_async), and for one-step-off the versioned checkpoint manager (staleness metric).
+
+    Exercised by the tests: one-step-off and the synchronous trainer. Fully async and V1
+    separate_async get the same pieces but are not tested here.
     """
-    from omegaconf import open_dict
+    from omegaconf import OmegaConf, open_dict
 
     if cfg.trainer.device != "cpu":
         raise ValueError(f"asympo_plugin.cpu.configure is for trainer.device=cpu, got {cfg.trainer.device!r}")
+    # The async pipelines with their own rollout resources (one-step-off, fully async) have a top-level
+    # ``rollout`` section; they and V1 separate_async move weights with a checkpoint engine.
     separate_rollout = "rollout" in cfg and not cfg.actor_rollout_ref.get("hybrid_engine", True)
+    one_step_off = separate_rollout and "async_training" not in cfg
+    v1_mode = OmegaConf.select(cfg, "trainer.v1.trainer_mode", default=None)
+    needs_weight_sync = separate_rollout or v1_mode == "separate_async"
 
     with open_dict(cfg):
         # -- ranks and Ray resources ---------------------------------------------------------
@@ -127,9 +136,10 @@ def configure(cfg) -> None:
         _set(cfg, "data.dataloader_num_workers", 0)
         if "transfer_queue" in cfg:
             _set(cfg, "transfer_queue.backend.SimpleStorage.num_data_storage_units", 1)
-        if separate_rollout:
+        if needs_weight_sync:
             _set(cfg, f"{rollout}.checkpoint_engine.backend", "cpu")
             _set(cfg, f"{rollout}.checkpoint_engine.custom_backend_module", CHECKPOINT_ENGINE_MODULE)
+        if one_step_off:  # its policy-version rule is the one-step-off loop's (see staleness.py)
             _set(cfg, f"{rollout}.checkpoint_manager_class", CHECKPOINT_MANAGER_CLASS)
 
     for key, value in CPU_ENV.items():

@@ -104,6 +104,8 @@ class HFRolloutServer:
     def _sample(self, prompt_ids: list[int], sampling_params: dict) -> tuple[list[int], list[float]]:
         params = dict(sampling_params)
         max_new = self._max_new_tokens(len(prompt_ids), params)
+        if float(params.get("repetition_penalty", 1.0)) != 1.0:
+            raise NotImplementedError("the 'hf' CPU rollout samples without repetition_penalty; leave it at 1.0")
         temperature = float(params.get("temperature", 1.0))
         top_k, top_p = int(params.get("top_k", -1)), float(params.get("top_p", 1.0))
         out = self.model(torch.tensor([prompt_ids]), use_cache=True)
