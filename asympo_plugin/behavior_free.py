@@ -237,7 +237,9 @@ PATCHES: tuple[Patch, ...] = (
         why="The fully-async rollouter asserts rollout.calculate_log_probs=True; a behavior-free loss needs no "
         "per-token log-probs from the rollout engine.",
         module="verl.experimental.fully_async_policy.fully_async_rollouter",
-        attr="FullyAsyncRollouter.__ray_actor_class__._validate_config",
+        # The class Ray instantiates: @ray.remote wraps every method at decoration time (tracing), so a
+        # patch on verl's class body would come too late for the wrapper's captured original.
+        attr="FullyAsyncRollouter.__ray_metadata__.modified_class._validate_config",
         source_sha256="3150bba58ca3f3f2490bcbd11c291e06cbd25d9be75cbadff2173f22e48f4866",
         make_replacement=_rollouter_validate_config,
     ),

@@ -76,6 +76,13 @@ def test_both_async_trainers_and_the_engine_worker_use_the_patched_functions():
     assert bf.is_patched(stage)
     assert OneStepOffRayTrainer._fit_compute_log_prob is stage
     assert FullyAsyncTrainer.__ray_actor_class__._fit_compute_log_prob is stage
+    # @ray.remote wrapped the trainer's methods when verl's module was imported; the wrapper Ray
+    # instantiates must call the patched stage (the plugin loads, and patches, before that import).
+    ray_trainer = object.__new__(FullyAsyncTrainer.__ray_metadata__.modified_class)
+    ray_trainer.config, ray_trainer.metrics = trainer_config("asympo"), {}
+    ray_trainer.actor_rollout_wg = RecordingWorkerGroup()
+    batch = rollout_batch()
+    assert ray_trainer._fit_compute_log_prob(batch) is batch and ray_trainer.actor_rollout_wg.calls == []
     assert engine_workers.ppo_loss is losses.ppo_loss and bf.is_patched(losses.ppo_loss)
 
 
@@ -292,7 +299,7 @@ def test_v1_stage_calls_the_actor_for_ppo_clip(cls_name, first_call):
 def fully_async_rollouter(config):
     from verl.experimental.fully_async_policy.fully_async_rollouter import FullyAsyncRollouter
 
-    rollouter = object.__new__(FullyAsyncRollouter.__ray_actor_class__)
+    rollouter = object.__new__(FullyAsyncRollouter.__ray_metadata__.modified_class)  # what Ray instantiates
     rollouter.config = config
     return rollouter
 
