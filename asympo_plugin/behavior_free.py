@@ -34,7 +34,11 @@ Everything else uses verl's own settings, applied by :func:`configure` on the dr
 Patches are installed in every process when the plugin loads (``verl.plugins`` entry point, i.e. on
 ``import verl``). A patched module that is not imported yet is patched right after its first import
 (:class:`_PatchOnImport`), so a process imports nothing it would not import anyway, and a module
-that does ``from verl.workers.utils.losses import ppo_loss`` gets the patched function.
+that does ``from verl.workers.utils.losses import ppo_loss`` gets the patched function. One catch:
+``@ray.remote`` wraps every method of the class it decorates while verl's module body runs, i.e.
+before a post-import patch; a method defined in such a class is therefore patched on the class Ray
+instantiates (``<ActorClass>.__ray_metadata__.modified_class``). Inherited methods (the fully-async
+trainer's stage) are wrapped after their base module was imported, and so patched, first.
 
 Megatron and context parallelism (CP), read from verl 0.9.1: every Megatron forward path
 (``gptmodel_forward_model_engine`` THD and BSHD, and the fused-kernel path) ends in
