@@ -44,7 +44,7 @@ def train_overrides(
     steps: int = 50,
     batch_size: int = 16,
     n: int = 8,
-    lr: float = 2e-3,
+    lr: float = 5e-4,
     test_freq: int = 10,
     save_freq: int = -1,
     resume: bool = False,
@@ -254,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="stream verl's full output")
     parser.add_argument("overrides", nargs="*", help="extra asympo-train overrides")
     args = parser.parse_args(argv)
+    # Stopping the demo (Ctrl-C, SIGTERM) must also stop the training job it started (see run_training).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     t0 = time.monotonic()
     task = prepare(args.cache_dir)

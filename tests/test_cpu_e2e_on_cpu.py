@@ -105,9 +105,13 @@ def test_asympo_async_is_one_step_stale(asympo_run):
 
 
 def test_asympo_async_has_no_old_log_prob_pass(asympo_run):
-    _, result = asympo_run
+    """No recompute (no ``timing_s/old_log_prob``), and the behavior-free pipeline says it skipped the
+    stage (no bypass copy of rollout log-probs either; the rollout was asked for none)."""
+    run_dir, result = asympo_run
     for step in (1, 2, 3):
         assert "timing_s/old_log_prob" not in result.metrics[step]
+        assert result.metrics[step].get("behavior_free/old_log_prob_skipped") == 1
+    assert "'calculate_log_probs': False" in result.log_path.read_text()
 
 
 def test_asympo_async_changes_the_weights(task, asympo_run):
@@ -148,6 +152,7 @@ def test_ppo_clip_async_uses_behavior_log_probs(task, tmp_path):
         for key in ("actor/pg_loss", "actor/ppo_kl", "actor/pg_clipfrac"):
             assert key in m and math.isfinite(m[key]), key
         assert "timing_s/old_log_prob" not in m  # bypass: the rollout's log-probs, not a recompute
+        assert "behavior_free/old_log_prob_skipped" not in m
     assert abs(m1["actor/ppo_kl"]) < 1e-4, "rollout and actor log-probs disagree on the same weights"
     assert abs(m2["actor/ppo_kl"]) > 10 * abs(m1["actor/ppo_kl"]), "stale behavior log-probs were not used"
     assert m2["asympo/staleness/mean"] == 1
