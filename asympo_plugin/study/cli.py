@@ -53,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--staleness", type=_ints, help="override the preset's staleness levels, e.g. 0,1,2,4")
     run.add_argument("--methods", type=_names, help="override the preset's methods, e.g. asympo,naive")
     run.add_argument("--lr", type=float, help="override the preset's learning rate")
+    run.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="asympo-train override for every cell (repeatable); use a separate --out per setting",
+    )
     run.add_argument("--cache-dir", help="task/model cache (default $ASYMPO_CACHE_DIR or ~/.cache/asympo-plugin)")
     run.add_argument("--report-only", action="store_true", help="run nothing; report the finished cells")
     compare = sub.add_parser("compare", help="table and plots from your own verl runs (JSONL or TensorBoard)")
@@ -69,6 +76,8 @@ def _preset(args):
     changes = {k: v for k, v in (("steps", args.steps), ("seeds", args.seeds), ("staleness", args.staleness), ("lr", args.lr)) if v}
     if args.methods:
         changes.update(methods=args.methods, methods_at={})
+    if args.override:
+        changes.update(extra=tuple(args.override))
     if changes:
         preset = replace(preset, name=preset.name + "+custom", why=preset.why + f"; overridden: {changes}", **changes)
     return preset
@@ -99,7 +108,8 @@ def cmd_run(args) -> int:
     matrix = cells(preset)
     _say(f"asympo-compare run: preset '{preset.name}': {preset.why}")
     _say(f"  steps {preset.steps}, seeds {list(preset.seeds)}, staleness {list(preset.staleness)}, "
-         f"batch {preset.batch_size} prompts x n={preset.n}, lr {preset.lr:g}; {len(matrix)} runs:")
+         f"batch {preset.batch_size} prompts x n={preset.n}, lr {preset.lr:g}, overrides {list(preset.extra)}; "
+         f"{len(matrix)} runs:")
     for cell in matrix:
         _say(f"    {cell.key}")
     task = prepare(args.cache_dir, log=_say)

@@ -87,6 +87,7 @@ class Preset:
     n: int = 8
     lr: float = 2e-3
     test_freq: int = 10
+    extra: tuple[str, ...] = ()  # asympo-train overrides applied to every cell (e.g. a harder setting)
     why: str = ""
 
 

@@ -38,7 +38,7 @@ def cell_argv(cell: Cell, preset: Preset, task, run_dir: Path) -> list[str]:
         lr=preset.lr,
         test_freq=preset.test_freq,
         pipeline=pipeline,
-        extra=(*cell_overrides(cell), "trainer.val_before_train=False"),
+        extra=(*cell_overrides(cell), "trainer.val_before_train=False", *preset.extra),
     )
     metrics = run_dir / "metrics.jsonl"
     overrides.append(f"+ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH={metrics}")
