@@ -14,8 +14,10 @@ import warnings
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-# Versions this plugin was written and tested against (CI pins 0.9.1). Keep in sync with setup.cfg.
-SUPPORTED_VERL = SpecifierSet(">=0.9.1,<0.10")
+# The verl this plugin was written and tested against. The loss API check below is what decides
+# registration; the behavior-free and CPU patches additionally check verl's source hash and refuse
+# any other release, so a training run needs exactly this one. Keep in sync with setup.cfg.
+SUPPORTED_VERL = SpecifierSet("==0.9.1")
 
 # The keyword arguments verl's ppo_loss passes to every registered policy loss (verl 0.9.1).
 POLICY_LOSS_PARAMS = (
@@ -71,7 +73,8 @@ def check_verl() -> str:
     if not supported:
         warnings.warn(
             f"asympo-plugin was tested with verl {SUPPORTED_VERL}, found {version}; its loss API matches, "
-            "so the losses are registered, but the patches and recipes may not apply.",
+            "so the losses are registered, but the behavior-free patches refuse to apply to it (they are "
+            "written against 0.9.1's source) until asympo-plugin is updated for it.",
             stacklevel=2,
         )
     return version

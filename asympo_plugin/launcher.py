@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
+import copy
 import functools
 import importlib
 import os
@@ -214,9 +215,19 @@ def validate(cfg: DictConfig, pipeline: str) -> None:
     if pipeline != "sync":  # what verl's async mains do before validating
         cfg.actor_rollout_ref.rollout.nnodes = cfg.rollout.nnodes
         cfg.actor_rollout_ref.rollout.n_gpus_per_node = cfg.rollout.n_gpus_per_node
+    checked = cfg
+    if pipeline == "fully-async" and not cfg.data.train_batch_size:
+        # verl's fully-async main never runs validate_config: its data.train_batch_size=0 (the rollouter
+        # takes prompts one at a time) would fail it. Check what one trainer step consumes instead.
+        checked = copy.deepcopy(cfg)
+        checked.data.train_batch_size = cfg.actor_rollout_ref.actor.ppo_mini_batch_size * cfg.async_training.get(
+            "require_batches", 1
+        )
     try:  # verl prints its verdict to stdout; keep stdout for the --dry-run YAML
         with contextlib.redirect_stdout(sys.stderr):
-            validate_config(config=cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
+            validate_config(
+                config=checked, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg)
+            )
     except InstantiationException as e:  # hydra wraps the dataclass's own message; unwrap it
         raise LauncherError(f"verl rejected the config: {e.__cause__ or e}") from e
     except (AssertionError, ValueError, TypeError) as e:
