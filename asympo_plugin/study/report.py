@@ -194,10 +194,11 @@ def plot_rewards(groups: dict, path: Path, labels: dict[str, str] | None = None,
     for ax in axes[0]:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab.split(" (n=")[0], h)
-    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(4, len(handles)), fontsize=8)
+    ncol = min(4 if len(levels) > 1 else 2, len(handles))
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=max(1, ncol), fontsize=8)
     if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0.12 if len(levels) > 1 else 0.22, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
