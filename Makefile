@@ -9,14 +9,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.asympo-installed
 export RAY_AUTH_MODE ?= disabled
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo bench study clean
 
 setup: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,plot]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,plot,math]'
 	$(PY) -c "import asympo_plugin, verl, torch; print('asympo-plugin', asympo_plugin.__version__, '| verl', verl.__version__, '| torch', torch.__version__)"
 	touch $(STAMP)
 
@@ -25,6 +25,9 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m asympo_plugin.demo
+
+study: $(STAMP)
+	$(VENV)/bin/asympo-compare run --quick
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_losses.py
