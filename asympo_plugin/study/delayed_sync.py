@@ -10,13 +10,13 @@ exist). Staleness is then ``1 + delay`` once ``delay + 1`` steps have passed (le
 
 Two pieces, both selected by config (see :func:`configure`), nothing patched:
 
-* :class:`DelayedCpuCheckpointEngine`: engineer A's ``cpu`` engine (``asympo_plugin.cpu``) with a
+* :class:`DelayedCpuCheckpointEngine`: the CPU backend's ``cpu`` engine (``asympo_plugin.cpu``) with a
   store that keeps the last ``delay + 1`` published state dicts instead of one; registered in
   verl's ``CheckpointEngineRegistry`` as ``cpu_delayed``; ``delay`` comes from
   ``checkpoint_engine.engine_kwargs.cpu_delayed.delay``, which verl passes to both sides.
-* :class:`DelayedVersionedCheckpointEngineManager`: engineer A's versioned manager, but it stamps
+* :class:`DelayedVersionedCheckpointEngineManager`: the CPU backend's versioned manager, but it stamps
   the rollout servers with the version of the weights they actually receive, so the measured
-  ``asympo/staleness/*`` metric (A's code, per trajectory) reports the staleness achieved, not the
+  ``asympo/staleness/*`` metric (``asympo_plugin.cpu.staleness``, per trajectory) reports the staleness achieved, not the
   one intended. It also logs ``study/sync_delay`` and ``study/true_policy_version``.
 """
 
@@ -25,11 +25,9 @@ from __future__ import annotations
 import asyncio
 
 import ray
-import torch
 
 from verl.checkpoint_engine.base import CheckpointEngineManager, CheckpointEngineRegistry
 from verl.utils.ray_utils import auto_await
-from verl.workers.rollout.utils import ensure_async_iterator
 
 from ..cpu.checkpoint_engine import CpuCheckpointEngine
 from ..cpu.staleness import PREFIX as STALENESS_PREFIX
@@ -89,27 +87,11 @@ class DelayedCpuCheckpointEngine(CpuCheckpointEngine):
             self._delayed_store = _STORE_CLASS.options(name=STORE_NAME, get_if_exists=True, num_cpus=0).remote(self.delay)
         return self._delayed_store
 
-    @torch.no_grad()
-    async def send_weights(self, weights, global_steps: int | None = None):
-        state_dict = {}
-        async for name, tensor in ensure_async_iterator(weights):  # every rank drains (FSDP gathers)
-            if self.is_master:
-                state_dict[name] = tensor.detach().to("cpu", copy=True)
-        if self.is_master:
-            await self._store().put.remote(global_steps, [ray.put(state_dict)])
-        return {}
-
-    async def receive_weights(self, global_steps: int | None = None):
-        refs = await self._store().get.remote(global_steps)
-        state_dict = await refs[0]
-        for name, tensor in state_dict.items():
-            yield name, tensor
-
 
 class DelayedVersionedCheckpointEngineManager(VersionedCheckpointEngineManager):
     """Stamps the rollout servers with the policy version they really receive (``delay`` syncs late).
 
-    The true version of each sync follows engineer A's rule (the first sync carries the loaded
+    The true version of each sync follows the rule of ``asympo_plugin.cpu.staleness`` (the first sync carries the loaded
     weights, version ``global_steps``; sync ``k`` carries the actor before update ``k``, version
     ``k - 1``); the delivered one is the true version of sync ``max(0, j - delay)``.
     """

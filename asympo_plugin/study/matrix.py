@@ -81,7 +81,7 @@ class Preset:
     methods: tuple[str, ...]
     # Restrict some staleness levels to a subset of methods (the quick preset); absent = all methods.
     methods_at: dict[int, tuple[str, ...]] = field(default_factory=dict)
-    # The demo's settings (asympo_plugin.demo.train_overrides defaults, tuned by engineer A so that
+    # The demo's settings (asympo_plugin.demo.train_overrides defaults, tuned so that
     # GRPO learns the task), written out so that a change there does not silently change the study.
     batch_size: int = 16
     n: int = 8
