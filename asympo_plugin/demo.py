@@ -115,7 +115,9 @@ def read_metrics(path: Path) -> dict[int, dict]:
     return steps
 
 
-def run_training(argv: list[str], run_dir: Path, *, on_step=None, verbose: bool = False, timeout_s: float = 900) -> RunResult:
+def run_training(
+    argv: list[str], run_dir: Path, *, on_step=None, verbose: bool = False, timeout_s: float = 900
+) -> RunResult:
     """Run ``asympo-train`` in a subprocess; call ``on_step(step, metrics, seconds)`` as steps are logged."""
     run_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = run_dir / "metrics.jsonl"
@@ -262,8 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     prep_s = time.monotonic() - t0
     run_dir = args.out.resolve()
     overrides = train_overrides(task, run_dir, loss=args.loss, steps=args.steps, extra=tuple(args.overrides))
-    print(f"asympo demo: task ready in {prep_s:.1f}s ({task.root}); training {args.steps} steps of "
-          f"algorithm.loss={args.loss} with verl's one-step-off trainer on CPU. verl's log: {run_dir / 'train.log'}")
+    print(
+        f"asympo demo: task ready in {prep_s:.1f}s ({task.root}); training {args.steps} steps of "
+        f"algorithm.loss={args.loss} with verl's one-step-off trainer on CPU. verl's log: {run_dir / 'train.log'}"
+    )
     result = run_training(overrides, run_dir, on_step=_progress(args.steps), verbose=args.verbose)
     if result.returncode != 0:
         print(f"asympo demo: training FAILED (exit {result.returncode}); see {result.log_path}", file=sys.stderr)

@@ -268,8 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     loss = cfg.actor_rollout_ref.actor.policy_loss.loss_mode
     print(
-        f"asympo-train: loss={loss} agg={cfg.actor_rollout_ref.actor.loss_agg_mode} "
-        f"pipeline={pipeline.entry_module}",
+        f"asympo-train: loss={loss} agg={cfg.actor_rollout_ref.actor.loss_agg_mode} pipeline={pipeline.entry_module}",
         file=sys.stderr,
     )
     if args.dry_run:

@@ -49,8 +49,15 @@ def time_once(fn, cfg, inputs, agg) -> float:
     log_prob, old, adv, mask = inputs
     lp = log_prob.clone().requires_grad_(True)
     t0 = time.perf_counter()
-    loss, _ = fn(old_log_prob=old, log_prob=lp, advantages=adv, response_mask=mask, loss_agg_mode=agg,
-                 config=cfg, rollout_is_weights=None)
+    loss, _ = fn(
+        old_log_prob=old,
+        log_prob=lp,
+        advantages=adv,
+        response_mask=mask,
+        loss_agg_mode=agg,
+        config=cfg,
+        rollout_is_weights=None,
+    )
     loss.backward()
     return time.perf_counter() - t0
 
@@ -79,8 +86,10 @@ def main():
                 times[label].append(t)
     results = {label: statistics.median(ts) for label, ts in times.items()}
     base = results[rows[0][0]]
-    print(f"forward+backward, {args.batch} x {args.tokens} tokens, fp32, CPU threads={torch.get_num_threads()}, "
-          f"median of {args.repeats}\n")
+    print(
+        f"forward+backward, {args.batch} x {args.tokens} tokens, fp32, CPU threads={torch.get_num_threads()}, "
+        f"median of {args.repeats}\n"
+    )
     print("| loss | ms | ratio to vanilla |\n|---|---:|---:|")
     for label, t in results.items():
         print(f"| {label} | {t * 1e3:.1f} | {t / base:.2f} |")

@@ -37,7 +37,9 @@ def _prompt_ids(task, question="3+4="):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(task.model_dir)
-    text = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True, tokenize=False)
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": question}], add_generation_prompt=True, tokenize=False
+    )
     return tokenizer.encode(text, add_special_tokens=False), tokenizer
 
 
@@ -83,7 +85,9 @@ def _dry_run(task, **kwargs) -> dict:
 
     argv = ["--dry-run", *train_overrides(task, task.root / "dry-run", steps=2, **kwargs)]
     env = {k: v for k, v in os.environ.items() if k != "ASYMPO_CPU"}
-    proc = subprocess.run([sys.executable, "-m", "asympo_plugin.launcher", *argv], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "asympo_plugin.launcher", *argv], capture_output=True, text=True, env=env
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return yaml.safe_load(proc.stdout)
 

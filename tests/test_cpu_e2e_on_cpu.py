@@ -63,7 +63,10 @@ def asympo_run(task, tmp_path_factory):
         steps=3,
         test_freq=-1,
         save_freq=3,
-        extra=("trainer.val_before_train=False", "actor_rollout_ref.actor.checkpoint.save_contents=[model,optimizer,extra,hf_model]"),
+        extra=(
+            "trainer.val_before_train=False",
+            "actor_rollout_ref.actor.checkpoint.save_contents=[model,optimizer,extra,hf_model]",
+        ),
     )
     return run_dir, result
 
@@ -145,7 +148,9 @@ def test_ppo_clip_async_uses_behavior_log_probs(task, tmp_path):
     """PPO-clip (``vanilla``) in the same pipeline: the rollout's log-probs are the behavior policy
     (verl's bypass mode) and the clipped ratio uses them: ratio 1 (KL 0) on step 1, where the rollout
     sampled with the learner's own weights, and a real KL once the samples are one update old."""
-    result = _run(task, tmp_path / "vanilla", loss="vanilla", steps=2, test_freq=-1, extra=("trainer.val_before_train=False",))
+    result = _run(
+        task, tmp_path / "vanilla", loss="vanilla", steps=2, test_freq=-1, extra=("trainer.val_before_train=False",)
+    )
     assert _train_steps(result) == [1, 2]
     m1, m2 = result.metrics[1], result.metrics[2]
     for m in (m1, m2):

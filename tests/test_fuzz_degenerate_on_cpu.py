@@ -33,9 +33,7 @@ def batches(draw):
     bs = draw(st.integers(1, 6))
     T = draw(st.integers(1, 8))
     mask = torch.tensor(draw(st.lists(st.lists(st.booleans(), min_size=T, max_size=T), min_size=bs, max_size=bs)))
-    base = torch.tensor(
-        draw(st.lists(st.lists(st.floats(-20, 0), min_size=T, max_size=T), min_size=bs, max_size=bs))
-    )
+    base = torch.tensor(draw(st.lists(st.lists(st.floats(-20, 0), min_size=T, max_size=T), min_size=bs, max_size=bs)))
     n_special = draw(st.integers(0, bs * T))
     for _ in range(n_special):
         base[draw(st.integers(0, bs - 1)), draw(st.integers(0, T - 1))] = draw(st.sampled_from(SPECIAL))
@@ -78,8 +76,14 @@ def test_non_finite_advantages_fail_with_a_clear_error(configs, loss_name, bad):
     adv = torch.tensor([[1.0, 1.0, 1.0], [bad, bad, bad]])
     mask = torch.ones(2, 3, dtype=torch.bool)
     with pytest.raises(ValueError, match="advantages are NaN/inf"):
-        LOSSES[loss_name](old_log_prob=None, log_prob=log_prob, advantages=adv, response_mask=mask,
-                          loss_agg_mode="seq-mean-token-mean", config=configs[loss_name])
+        LOSSES[loss_name](
+            old_log_prob=None,
+            log_prob=log_prob,
+            advantages=adv,
+            response_mask=mask,
+            loss_agg_mode="seq-mean-token-mean",
+            config=configs[loss_name],
+        )
 
 
 def test_non_finite_log_probs_are_left_out_and_counted(configs):
@@ -88,8 +92,14 @@ def test_non_finite_log_probs_are_left_out_and_counted(configs):
     mask = torch.ones(2, 2, dtype=torch.bool)
     cfg = configs["asympo"]
     cfg.global_batch_info.clear()
-    loss, metrics = compute_policy_loss_asympo(old_log_prob=None, log_prob=log_prob, advantages=adv,
-                                               response_mask=mask, loss_agg_mode="seq-mean-token-mean", config=cfg)
+    loss, metrics = compute_policy_loss_asympo(
+        old_log_prob=None,
+        log_prob=log_prob,
+        advantages=adv,
+        response_mask=mask,
+        loss_agg_mode="seq-mean-token-mean",
+        config=cfg,
+    )
     assert metrics["actor/scale/nonfinite_frac"] == 0.5
     (grad,) = torch.autograd.grad(loss, log_prob)
     assert grad[0, 0] != 0 and grad[1, 0] != 0 and grad[0, 1] == 0 and grad[1, 1] == 0

@@ -138,8 +138,9 @@ def test_algorithm_loss_inside_a_recipe_yaml(capsys, tmp_path, base, pipeline):
 
 def test_asympo_train_console_script(tmp_path):
     script = f"{sys.prefix}/bin/asympo-train"
-    proc = subprocess.run([script, "--dry-run", "algorithm.loss=asympo", *VALID_OVERRIDES], capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [script, "--dry-run", "algorithm.loss=asympo", *VALID_OVERRIDES], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     assert yaml.safe_load(proc.stdout)["actor_rollout_ref"]["actor"]["policy_loss"]["loss_mode"] == "asympo"
 

@@ -68,7 +68,11 @@ def test_compare_jsonl_and_tensorboard(tmp_path, capsys):
     for png in ("rewards.png", "scale_staleness1.png", "scale_staleness2.png"):
         assert (out / png).stat().st_size > 5000, png
     table = report.split("## Staleness 1")[1].split("##")[0]
-    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ") and "method" not in line}
+    rows = {
+        line.split("|")[1].strip(): line
+        for line in table.splitlines()
+        if line.startswith("| ") and "method" not in line
+    }
     assert set(rows) == {"ppo", "naive"}
     assert "yes (1/1)" in rows["naive"] and "no (0/1)" in rows["ppo"]
     assert "4 (from metrics)" in rows["ppo"]  # rollout log-prob metrics seen, no config

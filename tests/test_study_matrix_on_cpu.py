@@ -8,7 +8,6 @@ asked for. Two runs of verl's one-step-off trainer on CPU: about 2-3 minutes on 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

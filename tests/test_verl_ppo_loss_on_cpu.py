@@ -70,13 +70,24 @@ def test_ppo_loss_selects_asympo_and_returns_its_metrics():
     log_prob, adv, mask = make_batch(pad_value=-1.0)
     loss, metrics = total_loss(cfg, log_prob, adv, mask, n_micro=1, dp=1)
     expected, _ = compute_policy_loss_asympo(
-        old_log_prob=None, log_prob=log_prob, advantages=adv, response_mask=mask,
-        loss_agg_mode="seq-mean-token-mean", config=cfg,
+        old_log_prob=None,
+        log_prob=log_prob,
+        advantages=adv,
+        response_mask=mask,
+        loss_agg_mode="seq-mean-token-mean",
+        config=cfg,
     )
     torch.testing.assert_close(loss, expected)
     names = set(metrics[0])
-    for key in ("actor/pg_loss", "actor/scale/pos_nll", "actor/scale/neg_nll", "actor/scale/nll_ratio",
-                "actor/scale/balance_residual_naive", "actor/scale/balance_residual", "actor/asympo/floored_frac"):
+    for key in (
+        "actor/pg_loss",
+        "actor/scale/pos_nll",
+        "actor/scale/neg_nll",
+        "actor/scale/nll_ratio",
+        "actor/scale/balance_residual_naive",
+        "actor/scale/balance_residual",
+        "actor/asympo/floored_frac",
+    ):
         assert key in names, key
     # Whole GRPO groups in one micro-batch: ASymPO's residual is 0, the naive objective's is not.
     assert metrics[0]["actor/scale/balance_residual"].aggregate() < 1e-6
@@ -88,8 +99,15 @@ def test_builtin_losses_log_the_scale_diagnostics_and_keep_their_value():
 
     cfg = actor_config("vanilla")
     log_prob, adv, mask = make_batch(pad_value=-1.0)
-    kwargs = dict(old_log_prob=log_prob.detach(), log_prob=log_prob, advantages=adv, response_mask=mask,
-                  loss_agg_mode="token-mean", config=cfg, rollout_is_weights=None)
+    kwargs = dict(
+        old_log_prob=log_prob.detach(),
+        log_prob=log_prob,
+        advantages=adv,
+        response_mask=mask,
+        loss_agg_mode="token-mean",
+        config=cfg,
+        rollout_is_weights=None,
+    )
     wrapped = get_policy_loss_fn("vanilla")
     loss, metrics = wrapped(**kwargs)
     stock_loss, stock_metrics = wrapped.__wrapped__(**kwargs)
@@ -120,16 +138,23 @@ def test_asympo_refuses_unbalanced_aggregation_inside_the_worker_too():
     cfg = actor_config("asympo", "actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-mean")
     log_prob, adv, mask = make_batch(pad_value=-1.0)
     with pytest.raises(ValueError, match="asympo_allow_unbalanced_agg"):
-        compute_policy_loss_asympo(old_log_prob=None, log_prob=log_prob, advantages=adv, response_mask=mask,
-                                   loss_agg_mode="token-mean", config=cfg)
+        compute_policy_loss_asympo(
+            old_log_prob=None,
+            log_prob=log_prob,
+            advantages=adv,
+            response_mask=mask,
+            loss_agg_mode="token-mean",
+            config=cfg,
+        )
 
 
 def test_rollout_is_weights_are_multiplied_in():
     cfg = actor_config("spo")
     log_prob, adv, mask = make_batch(pad_value=-1.0)
     w = torch.full_like(adv, 0.5)
-    kw = dict(old_log_prob=None, log_prob=log_prob, advantages=adv, response_mask=mask,
-              loss_agg_mode="token-mean", config=cfg)
+    kw = dict(
+        old_log_prob=None, log_prob=log_prob, advantages=adv, response_mask=mask, loss_agg_mode="token-mean", config=cfg
+    )
     from verl.trainer.ppo.core_algos import get_policy_loss_fn
 
     spo = get_policy_loss_fn("spo")

@@ -239,7 +239,9 @@ class HFServerAdapter(BaseRollout):
         return None
 
     @torch.no_grad()
-    async def update_weights(self, weights, global_steps: int | None = None, wire_format: str = "named_tensors", **kwargs):
+    async def update_weights(
+        self, weights, global_steps: int | None = None, wire_format: str = "named_tensors", **kwargs
+    ):
         if wire_format != "named_tensors":
             raise NotImplementedError(f"the 'hf' CPU rollout takes full tensors, got wire_format={wire_format!r}")
         if kwargs.get("peft_config") is not None:

@@ -127,9 +127,7 @@ def detect_collapse(
     start = len(below) - 1
     while start > 0 and below[start - 1]:
         start -= 1
-    return Collapse(
-        True, steps[start], f"reward trailing mean {smooth[-1]:.3f} < {fraction:g} x peak {peaks[-1]:.3f}"
-    )
+    return Collapse(True, steps[start], f"reward trailing mean {smooth[-1]:.3f} < {fraction:g} x peak {peaks[-1]:.3f}")
 
 
 # ---- per-run numbers -----------------------------------------------------------------------------------
@@ -202,7 +200,9 @@ def summarize(run: Run) -> dict:
     )
     collapse = detect_collapse([s for s, _ in reward], values, nonfinite)
     full = smooth[WINDOW - 1 :] if len(smooth) >= WINDOW else smooth  # full trailing windows only
-    reached = next((s for (s, _), m in list(zip(reward, smooth))[len(smooth) - len(full) :] if m >= REWARD_THRESHOLD), None)
+    reached = next(
+        (s for (s, _), m in list(zip(reward, smooth))[len(smooth) - len(full) :] if m >= REWARD_THRESHOLD), None
+    )
     steady = steady_steps(run)
     step_time = _median([float(run.metrics[s][STEP_TIME]) for s in steady])
     update = _median([float(run.metrics[s].get(UPDATE_ACTOR, 0.0)) for s in steady])

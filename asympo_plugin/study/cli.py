@@ -73,7 +73,11 @@ def _preset(args):
     from .matrix import FULL, QUICK
 
     preset = QUICK if args.quick else FULL
-    changes = {k: v for k, v in (("steps", args.steps), ("seeds", args.seeds), ("staleness", args.staleness), ("lr", args.lr)) if v}
+    changes = {
+        k: v
+        for k, v in (("steps", args.steps), ("seeds", args.seeds), ("staleness", args.staleness), ("lr", args.lr))
+        if v
+    }
     if args.methods:
         changes.update(methods=args.methods, methods_at={})
     if args.override:
@@ -93,7 +97,9 @@ def _staleness_check(runs) -> list[str]:
         if measured["steady"] is None:
             lines.append(f"{run.name}: asked {run.staleness}, no staleness metric logged (not confirmed)")
         elif abs(measured["steady"] - run.staleness) > 0.01:
-            lines.append(f"{run.name}: asked {run.staleness}, measured {measured['steady']:.2f} (steady), max {measured['max']:.0f}")
+            lines.append(
+                f"{run.name}: asked {run.staleness}, measured {measured['steady']:.2f} (steady), max {measured['max']:.0f}"
+            )
     return lines
 
 
@@ -107,9 +113,11 @@ def cmd_run(args) -> int:
     out = args.out or Path("runs/study-quick" if args.quick else "runs/study")
     matrix = cells(preset)
     _say(f"asympo-compare run: preset '{preset.name}': {preset.why}")
-    _say(f"  steps {preset.steps}, seeds {list(preset.seeds)}, staleness {list(preset.staleness)}, "
-         f"batch {preset.batch_size} prompts x n={preset.n}, lr {preset.lr:g}, overrides {list(preset.extra)}; "
-         f"{len(matrix)} runs:")
+    _say(
+        f"  steps {preset.steps}, seeds {list(preset.seeds)}, staleness {list(preset.staleness)}, "
+        f"batch {preset.batch_size} prompts x n={preset.n}, lr {preset.lr:g}, overrides {list(preset.extra)}; "
+        f"{len(matrix)} runs:"
+    )
     for cell in matrix:
         _say(f"    {cell.key}")
     task = prepare(args.cache_dir, log=_say)
@@ -124,17 +132,26 @@ def cmd_run(args) -> int:
         _say("asympo-compare: no finished runs to report")
         return 1
     mismatches = _staleness_check(runs)
-    command = "asympo-compare " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["run"] else "asympo-compare run"
+    command = (
+        "asympo-compare " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        if sys.argv[1:2] == ["run"]
+        else "asympo-compare run"
+    )
     preamble = "\n".join(
         [
             f"Preset `{preset.name}`: {preset.why}. {len(runs)} of {len(matrix)} runs finished"
-            + (f"; failed: {failures}" if failures else "") + ".",
+            + (f"; failed: {failures}" if failures else "")
+            + ".",
             f"Task: built-in arithmetic task ({task.root.name}; {task.info}).",
             "Staleness: 0 = verl's synchronous trainer; 1 = verl's one-step-off trainer; k >= 2 = one-step-off with "
             "the `cpu_delayed` weight sync delivering weights k - 1 versions late. Measured staleness "
             "(`asympo/staleness/mean`, per trajectory; verl's `training/off_policy/trajectory_staleness/mean` for the "
-            "sync trainer) " + ("matches the asked level in every run (after the warm-up steps)." if not mismatches
-                                else "matches the asked level (after the warm-up steps) except: " + "; ".join(mismatches)),
+            "sync trainer) "
+            + (
+                "matches the asked level in every run (after the warm-up steps)."
+                if not mismatches
+                else "matches the asked level (after the warm-up steps) except: " + "; ".join(mismatches)
+            ),
         ]
     )
     written = write_report(
@@ -164,7 +181,9 @@ def cmd_compare(args) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"asympo-compare: error: {e}", file=sys.stderr)
         return 2
-    written = write_report(runs, args.out, title=args.title, command="asympo-compare " + " ".join(map(shlex.quote, sys.argv[1:])))
+    written = write_report(
+        runs, args.out, title=args.title, command="asympo-compare " + " ".join(map(shlex.quote, sys.argv[1:]))
+    )
     for level, table in written["tables"].items():
         _say(f"staleness {level}\n{table}\n")
     _say(ratios_text(written["ratios"]))

@@ -84,7 +84,9 @@ class DelayedCpuCheckpointEngine(CpuCheckpointEngine):
     def _store(self):
         # Sender and receivers hold a handle for the whole run, so the named store lives as long.
         if self._delayed_store is None:
-            self._delayed_store = _STORE_CLASS.options(name=STORE_NAME, get_if_exists=True, num_cpus=0).remote(self.delay)
+            self._delayed_store = _STORE_CLASS.options(name=STORE_NAME, get_if_exists=True, num_cpus=0).remote(
+                self.delay
+            )
         return self._delayed_store
 
 

@@ -12,7 +12,17 @@ import math
 import statistics
 from pathlib import Path
 
-from .analysis import COLLAPSE_FRACTION, COLLAPSE_MIN_PEAK, REWARD, REWARD_THRESHOLD, SCALE_KEYS, WINDOW, Run, summarize, trailing_mean
+from .analysis import (
+    COLLAPSE_FRACTION,
+    COLLAPSE_MIN_PEAK,
+    REWARD,
+    REWARD_THRESHOLD,
+    SCALE_KEYS,
+    WINDOW,
+    Run,
+    summarize,
+    trailing_mean,
+)
 
 UNKNOWN = "unknown"
 REFERENCE_METHOD = "grpo_sync"  # the study's on-policy reference, repeated in every staleness table
@@ -122,7 +132,9 @@ def tables(groups: dict, labels: dict[str, str] | None = None) -> dict:
     for level, methods in groups.items():
         rows = [table_row(labels.get(m, m), members) for m, members in methods.items()]
         if reference and level != 0:
-            rows.append(table_row(labels.get(REFERENCE_METHOD, REFERENCE_METHOD), reference, " *(staleness 0, reference)*"))
+            rows.append(
+                table_row(labels.get(REFERENCE_METHOD, REFERENCE_METHOD), reference, " *(staleness 0, reference)*")
+            )
         out[level] = markdown_table(rows)
     return out
 
@@ -334,7 +346,15 @@ def ratios_text(ratios: dict) -> str:
 # ---- everything --------------------------------------------------------------------------------------------
 
 
-def write_report(runs: list[Run], out_dir: Path, *, title: str, command: str, labels: dict[str, str] | None = None, preamble: str = "") -> dict:
+def write_report(
+    runs: list[Run],
+    out_dir: Path,
+    *,
+    title: str,
+    command: str,
+    labels: dict[str, str] | None = None,
+    preamble: str = "",
+) -> dict:
     """Write ``report.md``, ``summary.json`` and the PNGs into ``out_dir``; return what was written."""
     if not runs:
         raise ValueError("no runs to report")

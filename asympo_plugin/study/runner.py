@@ -67,14 +67,20 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def run_cell(cell: Cell, preset: Preset, task, root: Path, *, timeout_s: float | None = None) -> tuple[bool, float, str]:
+def run_cell(
+    cell: Cell, preset: Preset, task, root: Path, *, timeout_s: float | None = None
+) -> tuple[bool, float, str]:
     """Run one cell from scratch; return ``(finished, wall seconds, message)``."""
     run_dir = cell.run_dir(root)
     argv = cell_argv(cell, preset, task, run_dir)
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1",
-           "VERL_FILE_LOGGER_PATH": str(run_dir / "metrics.jsonl")}
+    env = {
+        **os.environ,
+        "RAY_AUTH_MODE": "disabled",
+        "PYTHONUNBUFFERED": "1",
+        "VERL_FILE_LOGGER_PATH": str(run_dir / "metrics.jsonl"),
+    }
     timeout_s = timeout_s or 300 + 6 * preset.steps
     start = time.monotonic()
     with open(run_dir / "train.log", "w") as log:
@@ -83,7 +89,10 @@ def run_cell(cell: Cell, preset: Preset, task, root: Path, *, timeout_s: float |
         # Its own process group: on a timeout or an interrupt, the whole job (Ray included) is stopped.
         proc = subprocess.Popen(
             [sys.executable, "-m", "asympo_plugin.study.train", *argv],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
         try:
             rc = proc.wait(timeout=timeout_s)
@@ -125,7 +134,9 @@ def _eta(seconds: float) -> str:
 def sweep(cells: list[Cell], preset: Preset, task, root: Path, *, log=print) -> tuple[list[Run], list[str]]:
     """Run every unfinished cell in order (one line each, with an ETA); return the finished runs and failures."""
     root.mkdir(parents=True, exist_ok=True)
-    todo = [c for c in cells if not is_finished(c.run_dir(root), cell_argv(c, preset, task, c.run_dir(root)), preset.steps)]
+    todo = [
+        c for c in cells if not is_finished(c.run_dir(root), cell_argv(c, preset, task, c.run_dir(root)), preset.steps)
+    ]
     log(f"asympo-compare: {len(cells)} cells, {len(cells) - len(todo)} already finished, {len(todo)} to run -> {root}")
     walls: list[float] = []
     failures: list[str] = []

@@ -40,7 +40,9 @@ def build_model(vocab_size: int, pad_token_id: int, eos_token_id: int, seed: int
 
 
 def _encode(tokenizer, prompt: str, answer: str) -> tuple[list[int], int]:
-    text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False)
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+    )
     prompt_ids = tokenizer.encode(text, add_special_tokens=False)
     answer_ids = tokenizer.encode(answer + EOS_TURN, add_special_tokens=False)
     return prompt_ids + answer_ids, len(prompt_ids)
