@@ -19,7 +19,7 @@ Fields (``actor_rollout_ref.actor.policy_loss.<field>``):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from verl.workers.config import PolicyLossConfig
 
@@ -82,4 +82,9 @@ class AsympoPolicyLossConfig(PolicyLossConfig):
 
 
 CONFIG_TARGET = f"{AsympoPolicyLossConfig.__module__}.{AsympoPolicyLossConfig.__qualname__}"
-LOSS_FIELDS = ("asympo_eps", "spo_neg_scale", "asympo_allow_unbalanced_agg")
+# The fields this subclass adds to verl's PolicyLossConfig, with their defaults.
+LOSS_FIELDS = {
+    f.name: f.default
+    for f in fields(AsympoPolicyLossConfig)
+    if f.name not in {g.name for g in fields(PolicyLossConfig)}
+}

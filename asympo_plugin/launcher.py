@@ -182,9 +182,8 @@ def apply_loss(cfg: DictConfig, loss: str | None, cli_keys: set[str]) -> str:
         policy_loss = actor.policy_loss
         policy_loss.loss_mode = loss
         policy_loss._target_ = loss_config.CONFIG_TARGET
-        policy_loss.setdefault("asympo_eps", loss_config.ASYMPO_EPS_DEFAULT)
-        policy_loss.setdefault("spo_neg_scale", loss_config.SPO_NEG_SCALE_DEFAULT)
-        policy_loss.setdefault("asympo_allow_unbalanced_agg", False)
+        for name, default in loss_config.LOSS_FIELDS.items():
+            policy_loss.setdefault(name, default)
         agg_set = f"{ACTOR}.loss_agg_mode" in cli_keys or actor.loss_agg_mode != VERL_DEFAULT_AGG_MODE
         if loss == "asympo" and not agg_set:
             actor.loss_agg_mode = loss_config.ASYMPO_AGG_MODE
