@@ -1,6 +1,6 @@
 """``asympo-compare``: the head-to-head study, on the built-in CPU task or on your own verl logs.
 
-    asympo-compare run [--quick] [--out DIR] [--steps N] [--seeds 1,2] [--staleness 0,4] [--methods a,b]
+    asympo-compare run [--quick] [--hard] [--out DIR] [--steps N] [--seeds 1,2] [--staleness 0,4] [--methods a,b]
     asympo-compare compare RUN [RUN ...] [--out DIR]
 
 ``run`` trains the matrix (methods x staleness x seeds) with verl's real trainers on CPU
@@ -47,7 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the matrix on the built-in CPU task, then report")
     run.add_argument("--quick", action="store_true", help="the quick preset (under 20 minutes on 2 cores)")
-    run.add_argument("--out", type=Path, help="sweep directory (default runs/study, or runs/study-quick with --quick)")
+    run.add_argument(
+        "--hard",
+        action="store_true",
+        help="the harder setting: lr 2e-3 with a 10-step warm-up instead of the demo's lr 5e-4 (see docs/RESULTS.md)",
+    )
+    run.add_argument("--out", type=Path, help="sweep directory (default runs/study[-quick][-hard])")
     run.add_argument("--steps", type=int, help="override the preset's training steps")
     run.add_argument("--seeds", type=_ints, help="override the preset's seeds, e.g. 1,2,3")
     run.add_argument("--staleness", type=_ints, help="override the preset's staleness levels, e.g. 0,1,2,4")
@@ -70,9 +75,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _preset(args):
-    from .matrix import FULL, QUICK
+    from .matrix import FULL, QUICK, harder
 
     preset = QUICK if args.quick else FULL
+    if args.hard:
+        preset = harder(preset)
     changes = {
         k: v
         for k, v in (("steps", args.steps), ("seeds", args.seeds), ("staleness", args.staleness), ("lr", args.lr))
@@ -81,7 +88,7 @@ def _preset(args):
     if args.methods:
         changes.update(methods=args.methods, methods_at={})
     if args.override:
-        changes.update(extra=tuple(args.override))
+        changes.update(extra=(*preset.extra, *args.override))
     if changes:
         preset = replace(preset, name=preset.name + "+custom", why=preset.why + f"; overridden: {changes}", **changes)
     return preset
@@ -110,7 +117,7 @@ def cmd_run(args) -> int:
     from .runner import sweep
 
     preset = _preset(args)
-    out = args.out or Path("runs/study-quick" if args.quick else "runs/study")
+    out = args.out or Path("runs/study" + ("-quick" if args.quick else "") + ("-hard" if args.hard else ""))
     matrix = cells(preset)
     _say(f"asympo-compare run: preset '{preset.name}': {preset.why}")
     _say(
