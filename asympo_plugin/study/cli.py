@@ -172,6 +172,7 @@ def cmd_run(args) -> int:
     _say("")
     for level, table in written["tables"].items():
         _say(f"staleness {level}\n{table}\n")
+    _say("overview (final reward; collapses):\n" + written["overview"] + "\n")
     _say("timing ratios (this sweep):\n" + ratios_text(written["ratios"]))
     if mismatches:
         _say("staleness mismatches:\n  " + "\n  ".join(mismatches))

@@ -124,6 +124,30 @@ def markdown_table(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def overview_table(groups: dict, labels: dict[str, str] | None = None) -> str:
+    """One row per method, one column per staleness level: final reward (mean ± spread) and collapses."""
+    labels = labels or {}
+    levels = list(groups)
+    methods = list(dict.fromkeys(m for level in levels for m in groups[level]))
+    lines = [
+        "| method | " + " | ".join(f"staleness {level}" for level in levels) + " |",
+        "|---|" + "---|" * len(levels),
+    ]
+    for method in methods:
+        cells = []
+        for level in levels:
+            members = groups[level].get(method)
+            if not members:
+                cells.append("–")
+                continue
+            summaries = [s for _, s in members]
+            collapsed = sum(bool(s["collapsed"]) for s in summaries)
+            final = _fmt([s["final_reward"] for s in summaries])
+            cells.append(f"{final}, " + (f"**collapsed {collapsed}/{len(summaries)}**" if collapsed else "stable"))
+        lines.append(f"| {labels.get(method, method)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def tables(groups: dict, labels: dict[str, str] | None = None) -> dict:
     """``{level: markdown}``; the study's sync GRPO reference appears in every level's table."""
     labels = labels or {}
@@ -273,20 +297,27 @@ def timing_ratios(groups: dict) -> dict:
         return s["learner_s_per_step"] + (s["old_log_prob_s_per_step"] or 0.0)
 
     async_levels = sorted(lv for lv in groups if isinstance(lv, int) and lv >= 1)
+    by_level = []
     for level in async_levels:
         a, p = mean_of(level, "asympo", learner), mean_of(level, "ppo_recompute", learner)
         if a and p:
-            out["learner"] = {
-                "staleness": level,
-                "asympo_s": a,
-                "ppo_recompute_s": p,
-                "ppo_recompute_update_actor_s": mean_of(level, "ppo_recompute", lambda s: s["learner_s_per_step"]),
-                "ppo_recompute_old_log_prob_s": mean_of(level, "ppo_recompute", lambda s: s["old_log_prob_s_per_step"]),
-                "ratio": a / p,
-                "goal": "<= 0.78",
-                "met": a / p <= 0.78,
-            }
-            break
+            by_level.append(
+                {
+                    "staleness": level,
+                    "asympo_s": a,
+                    "ppo_recompute_s": p,
+                    "ppo_recompute_update_actor_s": mean_of(level, "ppo_recompute", lambda s: s["learner_s_per_step"]),
+                    "ppo_recompute_old_log_prob_s": mean_of(
+                        level, "ppo_recompute", lambda s: s["old_log_prob_s_per_step"]
+                    ),
+                    "ratio": a / p,
+                    "goal": "<= 0.78",
+                    "met": a / p <= 0.78,
+                }
+            )
+    if by_level:
+        out["learner"] = by_level[0]  # the lowest async level: the headline number
+        out["learner_by_level"] = by_level
     sync = mean_of(0, "asympo", lambda s: s["s_per_step"])
     one_off = mean_of(1, "asympo", lambda s: s["s_per_step"])
     if sync and one_off:
@@ -312,15 +343,14 @@ def timing_ratios(groups: dict) -> dict:
 
 def ratios_text(ratios: dict) -> str:
     lines = []
-    if "learner" in ratios:
-        r = ratios["learner"]
+    for r in ratios.get("learner_by_level", [ratios["learner"]] if "learner" in ratios else []):
         lines.append(
             f"- learner time per step, ASymPO / PPO-clip recompute (staleness {r['staleness']}): "
             f"{r['asympo_s']:.3f} s / {r['ppo_recompute_s']:.3f} s (update_actor {r['ppo_recompute_update_actor_s']:.3f} "
             f"+ old_log_prob {r['ppo_recompute_old_log_prob_s']:.3f}) = **{r['ratio']:.2f}** (goal {r['goal']}: "
             f"{'met' if r['met'] else 'NOT met'})"
         )
-    else:
+    if "learner" not in ratios:
         lines.append("- learner ratio: not measured (needs asympo and ppo_recompute at the same async staleness)")
     if "pipeline" in ratios:
         r = ratios["pipeline"]
@@ -371,7 +401,8 @@ def write_report(
     parts = [f"# {title}", "", f"Command: `{command}`", ""]
     if preamble:
         parts += [preamble, ""]
-    parts += [CRITERIA, "", "## Timing ratios", "", ratios_text(ratios), ""]
+    parts += [CRITERIA, "", "## Overview: final reward, and collapses, per method and staleness", ""]
+    parts += [overview_table(groups, labels), "", "## Timing ratios", "", ratios_text(ratios), ""]
     for level, table in md_tables.items():
         parts += [f"## Staleness {level}", "", table, ""]
     parts += ["## Plots", "", f"![rewards]({files['rewards'].name})", ""]
@@ -386,4 +417,11 @@ def write_report(
         for level, methods in groups.items()
     }
     (out_dir / "summary.json").write_text(json.dumps({"ratios": ratios, "runs": summary}, indent=1, default=str))
-    return {"report": report, "files": files, "tables": md_tables, "ratios": ratios, "groups": groups}
+    return {
+        "report": report,
+        "files": files,
+        "tables": md_tables,
+        "overview": overview_table(groups, labels),
+        "ratios": ratios,
+        "groups": groups,
+    }
