@@ -27,6 +27,10 @@ same change as a reviewable diff in ``patches/<name>.diff``; ``patches/README.md
 * ``fully_async_rollout_without_log_probs``: the fully-async rollouter asserts
   ``calculate_log_probs=True``; a behavior-free loss runs with ``False``.
 
+Not covered: verl's deprecated legacy synchronous trainer (``trainer.use_v1=False``, ``main_ppo_v0``),
+which computes old log-probs inside its 300-line ``fit()``. It trains a behavior-free loss correctly
+but pays the forward pass; ``asympo-train`` says so (:func:`legacy_trainer_warning`).
+
 Everything else uses verl's own settings, applied by :func:`configure` on the driver:
 ``rollout.calculate_log_probs=False``, ``rollout_correction.bypass_mode=False``,
 ``actor.calculate_entropy=True`` (so the update forward returns the entropy for the metric).
@@ -425,6 +429,23 @@ def configure(cfg: DictConfig) -> None:
     _set(cfg, "algorithm.rollout_correction.bypass_mode", False, f"{reason}; the old-log-prob stage is skipped")
     _set(cfg, "actor_rollout_ref.actor.use_rollout_log_probs", False, reason)
     _set(cfg, "actor_rollout_ref.actor.calculate_entropy", True, "logs actor/entropy from the update's forward")
+
+
+def legacy_trainer_warning(cfg: DictConfig, pipeline: str) -> str | None:
+    """A warning when a behavior-free loss runs on verl's legacy synchronous trainer, else ``None``.
+
+    ``trainer.use_v1=False`` selects ``main_ppo_v0``'s ``RayPPOTrainer`` (deprecated in verl 0.9.1), whose
+    ``fit()`` computes old log-probs inline. It is not patched (a 300-line loop, on its way out of verl):
+    training is correct, the loss ignores those log-probs, but every step pays the extra forward pass.
+    """
+    loss = OmegaConf.select(cfg, f"{POLICY_LOSS}.loss_mode")
+    if pipeline != "sync" or OmegaConf.select(cfg, "trainer.use_v1", default=True) or needs_behavior_log_probs(loss):
+        return None
+    return (
+        f"trainer.use_v1=False selects verl's deprecated legacy trainer, which always runs the old-log-prob "
+        f"forward pass; {loss} never reads its output, so each step pays for it. Use trainer.use_v1=True "
+        f"(verl's default), where the pass is skipped."
+    )
 
 
 def is_patched(obj) -> bool:

@@ -249,6 +249,10 @@ def build_config(argv: list[str]) -> tuple[DictConfig, Pipeline, argparse.Namesp
     apply_loss(cfg, loss, cli_keys)
     _config_hooks(cfg)
     validate(cfg, name)
+    from .behavior_free import legacy_trainer_warning
+
+    if warning := legacy_trainer_warning(cfg, name):
+        print(f"asympo-train: warning: {warning}", file=sys.stderr)
     return cfg, PIPELINES[name], args
 
 

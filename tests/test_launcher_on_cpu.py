@@ -160,3 +160,13 @@ def test_fully_async_with_streamed_prompts_validates(capsys):
     )
     assert rc == 0, err
     assert cfg["data"]["train_batch_size"] == 0  # validated a copy; the run keeps verl's setting
+
+
+@pytest.mark.parametrize(
+    "loss, use_v1, warned",
+    [("asympo", False, True), ("spo", False, True), ("asympo", True, False), ("vanilla", False, False)],
+)
+def test_behavior_free_loss_on_the_legacy_trainer_is_warned_about(capsys, loss, use_v1, warned):
+    rc, _, err = dry_run(capsys, f"algorithm.loss={loss}", f"trainer.use_v1={use_v1}", *VALID_OVERRIDES)
+    assert rc == 0
+    assert ("legacy trainer, which always runs the old-log-prob forward pass" in err) is warned, err

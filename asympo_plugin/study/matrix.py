@@ -55,7 +55,7 @@ METHODS: dict[str, Method] = {
         # polls every 2 s; the legacy trainer (trainer.use_v1=False) does not. Same loss and settings.
         Method(
             "asympo_sync_legacy",
-            "ASymPO, legacy sync trainer (timing reference)",
+            "ASymPO, legacy sync trainer (timing reference; runs the old-log-prob pass)",
             ("algorithm.loss=asympo", "trainer.use_v1=False"),
             sync_only=True,
         ),
