@@ -45,10 +45,10 @@ def test_full_preset_is_every_method_at_every_level_with_three_seeds():
 
 def test_quick_preset_holds_the_runs_the_ratios_need():
     keys = {c.key for c in cells(QUICK)}
-    for needed in ("staleness0/asympo/seed1", "staleness0/asympo_sync_legacy/seed1", "staleness1/asympo/seed1"):
-        assert needed in keys
-    assert "staleness1/ppo_recompute/seed1" in keys and "staleness0/grpo_sync/seed1" in keys
-    assert len(keys) == 11
+    at_four = {f"staleness4/{m.name}/seed1" for m in METHODS.values() if not m.sync_only}
+    assert at_four <= keys  # every method where the current-policy losses should break
+    assert {"staleness0/asympo/seed1", "staleness1/asympo/seed1", "staleness0/grpo_sync/seed1"} <= keys
+    assert len(keys) == 9  # each run costs about 70 s of start-up on 2 cores: the preset must stay under 20 min
 
 
 @pytest.mark.parametrize("preset", [FULL, harder(FULL)], ids=["demo", "hard"])
