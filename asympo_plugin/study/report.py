@@ -129,6 +129,8 @@ def overview_table(groups: dict, labels: dict[str, str] | None = None) -> str:
     labels = labels or {}
     levels = list(groups)
     methods = list(dict.fromkeys(m for level in levels for m in groups[level]))
+    order = list(labels)  # the study's method order when labels come from it; else first seen
+    methods.sort(key=lambda m: order.index(m) if m in order else len(order))
     lines = [
         "| method | " + " | ".join(f"staleness {level}" for level in levels) + " |",
         "|---|" + "---|" * len(levels),
