@@ -345,14 +345,14 @@ def timing_ratios(groups: dict) -> dict:
 
 def ratios_text(ratios: dict) -> str:
     lines = []
-    for r in ratios.get("learner_by_level", [ratios["learner"]] if "learner" in ratios else []):
+    for r in ratios.get("learner_by_level", []):
         lines.append(
             f"- learner time per step, ASymPO / PPO-clip recompute (staleness {r['staleness']}): "
             f"{r['asympo_s']:.3f} s / {r['ppo_recompute_s']:.3f} s (update_actor {r['ppo_recompute_update_actor_s']:.3f} "
             f"+ old_log_prob {r['ppo_recompute_old_log_prob_s']:.3f}) = **{r['ratio']:.2f}** (goal {r['goal']}: "
             f"{'met' if r['met'] else 'NOT met'})"
         )
-    if "learner" not in ratios:
+    if "learner_by_level" not in ratios:
         lines.append("- learner ratio: not measured (needs asympo and ppo_recompute at the same async staleness)")
     if "pipeline" in ratios:
         r = ratios["pipeline"]
@@ -394,6 +394,7 @@ def write_report(
     labels = labels or {}
     groups = group(runs)
     md_tables = tables(groups, labels)
+    overview = overview_table(groups, labels)
     ratios = timing_ratios(groups)
     files = {"rewards": out_dir / "rewards.png"}
     plot_rewards(groups, files["rewards"], labels, title)
@@ -404,7 +405,7 @@ def write_report(
     if preamble:
         parts += [preamble, ""]
     parts += [CRITERIA, "", "## Overview: final reward, and collapses, per method and staleness", ""]
-    parts += [overview_table(groups, labels), "", "## Timing ratios", "", ratios_text(ratios), ""]
+    parts += [overview, "", "## Timing ratios", "", ratios_text(ratios), ""]
     for level, table in md_tables.items():
         parts += [f"## Staleness {level}", "", table, ""]
     parts += ["## Plots", "", f"![rewards]({files['rewards'].name})", ""]
@@ -423,7 +424,7 @@ def write_report(
         "report": report,
         "files": files,
         "tables": md_tables,
-        "overview": overview_table(groups, labels),
+        "overview": overview,
         "ratios": ratios,
         "groups": groups,
     }
