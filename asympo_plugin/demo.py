@@ -130,7 +130,7 @@ def run_training(
         "PYTHONUNBUFFERED": "1",
     }
     argv = [*argv, f"+ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH={metrics_path}"]
-    cmd = [sys.executable, "-m", "asympo_plugin.launcher", *argv]
+    cmd = [sys.executable, "-m", "asympo_plugin.verl.launcher", *argv]
     result = RunResult(returncode=-1, wall_s=0.0, log_path=log_path)
     start = time.monotonic()
     with open(log_path, "w") as log:

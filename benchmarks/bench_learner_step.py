@@ -27,7 +27,7 @@ Losses: with verl installed, verl 0.9.1's own ``vanilla`` (PPO-clip, stock, with
 diagnostics wrapper) and the plugin's registered ``asympo``, with ``config.global_batch_info`` set
 as verl's engine sets it, so the per-micro-batch losses sum to the whole batch's loss. Without verl
 (``--loss-impl inline``, or ``auto`` when verl does not import): the plugin's pure-torch
-``asympo_plugin/losses.py`` loaded by file path, and an inline PPO-clip that is verl's ``vanilla``
+``asympo_plugin.core.losses`` (the framework-free core, which imports no verl), and an inline PPO-clip that is verl's ``vanilla``
 formula (tests/test_bench_learner_step_on_cpu.py proves both equal to verl's on the same inputs).
 """
 
@@ -37,7 +37,6 @@ import argparse
 import contextlib
 import functools
 import gc
-import importlib.util
 import json
 import math
 import platform
@@ -167,8 +166,7 @@ def verl_losses(batch_info: dict, ppo_agg: str) -> tuple[dict, str]:
     from verl.trainer.ppo.core_algos import get_policy_loss_fn
     from verl.workers.config import FSDPActorConfig
 
-    import asympo_plugin  # noqa: F401  (registers asympo into verl)
-    from asympo_plugin.config import AsympoPolicyLossConfig
+    from asympo_plugin.verl.config import AsympoPolicyLossConfig
 
     def config(loss_mode: str, agg: str):
         cfg = FSDPActorConfig(
@@ -232,13 +230,10 @@ def ppo_clip_loss_mat(log_prob, old_log_prob, advantages, clip=CLIP_RATIO, clip_
 
 
 def load_plugin_loss_math():
-    """``asympo_plugin/losses.py`` by file path: importing the package would import verl."""
-    spec = importlib.util.spec_from_file_location(
-        "asympo_plugin_losses_standalone", REPO / "asympo_plugin" / "losses.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The plugin's framework-free loss core (imports torch only; also on a machine without verl)."""
+    from asympo_plugin.core import losses
+
+    return losses
 
 
 def inline_losses(batch_info: dict, ppo_agg: str, why: str) -> tuple[dict, str]:

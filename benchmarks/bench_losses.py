@@ -16,8 +16,10 @@ import time
 
 import torch
 
-import asympo_plugin  # noqa: F401  (registers the losses)
+import verl  # noqa: F401  (loads the plugin through its entry point: registers the losses)
 from verl.trainer.ppo.core_algos import get_policy_loss_fn
+
+from asympo_plugin.verl.losses import with_scale_metrics
 
 
 def make_inputs(bs: int, T: int, seed: int = 0):
@@ -34,7 +36,7 @@ def make_inputs(bs: int, T: int, seed: int = 0):
 def actor_config(loss_mode: str, agg: str):
     from verl.workers.config import FSDPActorConfig
 
-    from asympo_plugin.config import AsympoPolicyLossConfig
+    from asympo_plugin.verl.config import AsympoPolicyLossConfig
 
     return FSDPActorConfig(
         strategy="fsdp",
@@ -71,11 +73,12 @@ def main():
     torch.set_num_threads(torch.get_num_threads())
     inputs = make_inputs(args.batch, args.tokens)
     rows = [
-        ("vanilla (verl stock, PPO-clip)", get_policy_loss_fn("vanilla").__wrapped__, "vanilla", "token-mean"),
-        ("gpg (verl stock)", get_policy_loss_fn("gpg").__wrapped__, "gpg", "token-mean"),
+        ("vanilla (verl stock, PPO-clip)", get_policy_loss_fn("vanilla"), "vanilla", "token-mean"),
+        ("gpg (verl stock)", get_policy_loss_fn("gpg"), "gpg", "token-mean"),
         ("asympo (plugin)", get_policy_loss_fn("asympo"), "asympo", "seq-mean-token-mean"),
         ("spo (plugin)", get_policy_loss_fn("spo"), "spo", "token-mean"),
-        ("vanilla + plugin diagnostics", get_policy_loss_fn("vanilla"), "vanilla", "token-mean"),
+        # what ASYMPO_BUILTIN_DIAGNOSTICS=1 registers for verl's own losses
+        ("vanilla + plugin diagnostics", with_scale_metrics(get_policy_loss_fn("vanilla")), "vanilla", "token-mean"),
     ]
     configs = [actor_config(mode, agg) for _, _, mode, agg in rows]
     times = {label: [] for label, *_ in rows}

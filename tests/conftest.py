@@ -12,6 +12,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 # Overrides that make verl's own validate_config accept a config without a real model.
 VALID_OVERRIDES = [
     "algorithm.adv_estimator=grpo",
+    "actor_rollout_ref.rollout.n=2",
     "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
     "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=2",
     "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=2",
@@ -48,7 +49,7 @@ def actor_config(loss: str, *overrides: str):
     """A real verl actor config (verl's dataclass, instantiated by hydra) as asympo-train builds it."""
     from verl.utils.config import omega_conf_to_dataclass
 
-    from asympo_plugin.launcher import build_config
+    from asympo_plugin.verl.launcher import build_config
 
     cfg, _, _ = build_config(["--dry-run", f"algorithm.loss={loss}", *VALID_OVERRIDES, *overrides])
     return omega_conf_to_dataclass(cfg.actor_rollout_ref.actor)

@@ -23,8 +23,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-import asympo_plugin  # noqa: F401  (registers the losses, installs the patches)
-from asympo_plugin import behavior_free as bf
+import verl  # noqa: F401  (loads the plugin: registers the losses, installs the patches)
+from asympo_plugin.verl import behavior_free as bf
+from asympo_plugin.verl import settings
 from asympo_plugin.patching import PatchError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,11 +112,11 @@ def test_patch_refuses_a_changed_verl_function(patch, monkeypatch):
 
 @pytest.mark.parametrize("patch", bf.PATCHES, ids=lambda p: p.name)
 def test_patch_refuses_another_verl_version(patch, monkeypatch):
-    import verl
+    from asympo_plugin import patching
 
     owner, name = _owner_and_name(patch)
     monkeypatch.setattr(owner, name, getattr(owner, name).__wrapped__)  # verl's original
-    monkeypatch.setattr(verl, "__version__", "0.9.2")
+    monkeypatch.setattr(patching, "installed_version", lambda dist: "0.9.2")
     with pytest.raises(PatchError, match="written for verl ==0.9.1"):
         patch.apply()
 
@@ -127,7 +128,7 @@ def test_patches_load_with_verl_in_a_fresh_process():
         "from verl.workers.engine_workers import ppo_loss\n"
         "from verl.experimental.one_step_off_policy.ray_trainer import OneStepOffRayTrainer as T\n"
         "import verl.experimental.fully_async_policy.fully_async_rollouter\n"
-        "from asympo_plugin import behavior_free as bf\n"
+        "from asympo_plugin.verl import behavior_free as bf\n"
         "assert bf.is_patched(ppo_loss) and bf.is_patched(T._fit_compute_log_prob), 'not patched'\n"
         "print(sorted(k for k, v in bf.applied().items() if v))\n"
     )
@@ -139,7 +140,6 @@ def test_patches_load_with_verl_in_a_fresh_process():
 @pytest.mark.parametrize("patch", bf.PATCHES, ids=lambda p: p.name)
 def test_each_diff_applies_to_the_pinned_verl(patch, tmp_path):
     """patches/<name>.diff is reviewable against verl 0.9.1 (``patch -p1`` in site-packages)."""
-    import verl
 
     diff = REPO / "patches" / f"{patch.name}.diff"
     site = Path(verl.__file__).parents[1]
@@ -323,7 +323,7 @@ def test_fully_async_rollouter_runs_without_rollout_log_probs_only_for_behavior_
 def actor_cfg(loss: str):
     from verl.workers.config import FSDPActorConfig
 
-    from asympo_plugin.config import AsympoPolicyLossConfig
+    from asympo_plugin.verl.config import AsympoPolicyLossConfig
 
     return FSDPActorConfig(
         strategy="fsdp2",
@@ -368,14 +368,15 @@ def test_ppo_loss_trains_a_behavior_free_loss_without_old_log_probs(loss):
     value, metrics = ppo_loss(actor_cfg(loss), output, data)
     value.backward()
     assert torch.isfinite(value) and leaf.grad.abs().sum() > 0
-    # the entropy metric the skipped pass used to log comes from this forward
-    assert "actor/entropy" in metrics and metrics["actor/entropy"].aggregate() > 0
+    # the update forward's entropy, under its own name (verl's actor/entropy comes from the skipped pass)
+    assert "actor/entropy" not in metrics
+    assert metrics["actor/entropy_update_forward"].aggregate() > 0
 
     data_old, output_old, leaf_old = engine_batch(with_old_log_probs=True)  # same numbers, old ones present
     value_old, metrics_old = ppo_loss(actor_cfg(loss), output_old, data_old)
     value_old.backward()
     assert torch.equal(value, value_old) and torch.equal(leaf.grad, leaf_old.grad)  # old_log_probs never read
-    assert "actor/entropy" not in metrics_old  # with an old-log-prob pass, verl's trainer logs it
+    assert "actor/entropy_update_forward" not in metrics_old  # with an old-log-prob pass, verl logs actor/entropy
 
 
 def test_ppo_loss_for_ppo_clip_is_stock_verl():
@@ -421,19 +422,25 @@ def test_patched_ppo_loss_is_verl_source_plus_the_diff():
 
 
 def composed(loss: str, pipeline: str = "one-step-off", *overrides: str):
-    from asympo_plugin import launcher
+    from asympo_plugin.verl import launcher
 
     p = launcher.PIPELINES[pipeline]
     cfg = launcher.compose(launcher.config_dir(p), p.config_name, list(overrides))
-    launcher.apply_loss(cfg, loss, set())
+    settings.apply_loss(settings.Editor(cfg, ()), loss)
     return cfg
+
+
+def configure(cfg):
+    """The behavior-free step of asympo-train's settings (no explicit user keys)."""
+    loss = cfg.actor_rollout_ref.actor.policy_loss.loss_mode
+    settings.apply_behavior_free(settings.Editor(cfg, ()), loss, "one-step-off")
 
 
 @pytest.mark.parametrize("pipeline", ["one-step-off", "fully-async", "sync"])
 def test_configure_turns_off_behavior_log_probs_for_asympo(pipeline):
     cfg = composed("asympo", pipeline)
-    bf.configure(cfg)
-    bf.configure(cfg)  # idempotent
+    configure(cfg)
+    configure(cfg)  # idempotent
     ref = cfg.actor_rollout_ref
     assert ref.rollout.calculate_log_probs is False
     assert cfg.algorithm.rollout_correction.bypass_mode is False
@@ -445,7 +452,7 @@ def test_configure_turns_off_behavior_log_probs_for_asympo(pipeline):
 def test_configure_leaves_ppo_clip_as_stock(pipeline):
     cfg = composed("vanilla", pipeline)
     before = OmegaConf.to_container(cfg)
-    bf.configure(cfg)
+    configure(cfg)
     assert OmegaConf.to_container(cfg) == before
     assert cfg.actor_rollout_ref.rollout.calculate_log_probs is True  # the async pipelines' bypass default
 
@@ -461,9 +468,9 @@ def test_configure_leaves_ppo_clip_as_stock(pipeline):
 )
 def test_configure_refuses_settings_that_read_behavior_log_probs(override, match):
     cfg = composed("asympo", "one-step-off", override)
-    with pytest.raises(bf.BehaviorFreeConfigError, match=match):
-        bf.configure(cfg)
-    bf.configure(composed("vanilla", "one-step-off", override))  # stock: verl decides
+    with pytest.raises(settings.SettingsError, match=match):
+        configure(cfg)
+    configure(composed("vanilla", "one-step-off", override))  # stock: verl decides
 
 
 # ---------------------------------------------------------------- Megatron context parallelism (CP=2)
@@ -476,7 +483,6 @@ def mcore_util(monkeypatch):
     megatron-core needs CUDA to run, but verl's CP split (preprocess_thd_engine) and gather
     (postprocess_thd_engine) are plain torch; only the rank/size queries and all_gather are faked.
     """
-    import verl
 
     cp = types.SimpleNamespace(rank=0, size=2, local_outputs={})
     ps = types.ModuleType("megatron.core.parallel_state")
@@ -563,7 +569,7 @@ def test_megatron_cp_gives_the_loss_complete_responses(mcore_util, loss):
 
 
 def test_megatron_cp_is_allowed_by_configure():
-    from asympo_plugin import launcher
+    from asympo_plugin.verl import launcher
 
     p = launcher.PIPELINES["one-step-off"]
     cfg = launcher.compose(
@@ -571,6 +577,6 @@ def test_megatron_cp_is_allowed_by_configure():
         "one_step_off_ppo_megatron_trainer",
         ["actor_rollout_ref.actor.megatron.context_parallel_size=2"],
     )
-    launcher.apply_loss(cfg, "asympo", set())
-    bf.configure(cfg)  # no refusal: the loss sees complete responses under CP (see behavior_free's docstring)
+    settings.apply_loss(settings.Editor(cfg, ()), "asympo")
+    configure(cfg)  # no refusal: the loss sees complete responses under CP (see behavior_free's docstring)
     assert cfg.actor_rollout_ref.actor.megatron.context_parallel_size == 2

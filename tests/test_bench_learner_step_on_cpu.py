@@ -70,7 +70,7 @@ def test_micro_batch_losses_sum_to_verl_whole_batch_loss(bench, tiny):
     from verl.trainer.ppo.core_algos import get_policy_loss_fn
     from verl.workers.config import FSDPActorConfig
 
-    from asympo_plugin.config import AsympoPolicyLossConfig
+    from asympo_plugin.verl.config import AsympoPolicyLossConfig
 
     model, batch = tiny
     old = bench.old_log_prob_pass(model, batch, 4, torch.enable_grad)

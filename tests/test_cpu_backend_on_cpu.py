@@ -27,7 +27,7 @@ def task():
 
 @pytest.fixture(scope="module")
 def server(task):
-    from asympo_plugin.cpu.rollout import HFRolloutServer
+    from asympo_plugin.verl.cpu.rollout import HFRolloutServer
 
     config = SimpleNamespace(prompt_length=32, response_length=8)
     return HFRolloutServer(config, SimpleNamespace(local_path=str(task.model_dir)), replica_rank=0)
@@ -86,7 +86,7 @@ def _dry_run(task, **kwargs) -> dict:
     argv = ["--dry-run", *train_overrides(task, task.root / "dry-run", steps=2, **kwargs)]
     env = {k: v for k, v in os.environ.items() if k != "ASYMPO_CPU"}
     proc = subprocess.run(
-        [sys.executable, "-m", "asympo_plugin.launcher", *argv], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "asympo_plugin.verl.launcher", *argv], capture_output=True, text=True, env=env
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return yaml.safe_load(proc.stdout)
@@ -119,7 +119,7 @@ def test_a_run_without_trainer_device_cpu_loads_nothing_of_the_cpu_backend():
         "from verl.plugin.platform import PlatformRegistry\n"
         "from verl.utils import distributed\n"
         "from verl.workers.rollout.base import _ROLLOUT_REGISTRY\n"
-        "print([m for m in sys.modules if m.startswith('asympo_plugin.cpu')],"
+        "print([m for m in sys.modules if m.startswith('asympo_plugin.verl.cpu')],"
         " 'cpu' in PlatformRegistry.registered_names(),"
         " hasattr(distributed.initialize_global_process_group_ray, '__asympo_patch__'),"
         " ('hf', 'async') in _ROLLOUT_REGISTRY)\n"

@@ -13,7 +13,7 @@ from conftest import actor_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from asympo_plugin.registry import compute_policy_loss_asympo, compute_policy_loss_spo
+from asympo_plugin.verl.losses import compute_policy_loss_asympo, compute_policy_loss_spo
 
 AGG_MODES = ["token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
 LOSSES = {"asympo": compute_policy_loss_asympo, "spo": compute_policy_loss_spo}

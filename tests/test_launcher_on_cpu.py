@@ -9,8 +9,8 @@ import pytest
 import yaml
 from conftest import VALID_OVERRIDES
 
-from asympo_plugin.config import CONFIG_TARGET
-from asympo_plugin.launcher import main
+from asympo_plugin.verl.config import CONFIG_TARGET
+from asympo_plugin.verl.launcher import main
 
 
 def dry_run(capsys, *args: str) -> tuple[int, dict | None, str]:
@@ -96,7 +96,9 @@ def test_unbalanced_aggregation_is_allowed_when_asked_for(capsys):
 
 
 def test_verl_validation_errors_come_back_as_one_clear_line(capsys):
-    rc, _, err = dry_run(capsys, "algorithm.loss=asympo", "algorithm.adv_estimator=grpo")
+    rc, _, err = dry_run(
+        capsys, "algorithm.loss=asympo", "algorithm.adv_estimator=grpo", "actor_rollout_ref.rollout.n=2"
+    )
     assert rc == 2
     assert "verl rejected the config" in err and "ppo_micro_batch_size" in err
 
@@ -114,6 +116,7 @@ actor_rollout_ref:
   actor:
     ppo_micro_batch_size_per_gpu: 2
   rollout:
+    n: 2
     log_prob_micro_batch_size_per_gpu: 2
   ref:
     log_prob_micro_batch_size_per_gpu: 2
@@ -163,10 +166,18 @@ def test_fully_async_with_streamed_prompts_validates(capsys):
 
 
 @pytest.mark.parametrize(
-    "loss, use_v1, warned",
-    [("asympo", False, True), ("spo", False, True), ("asympo", True, False), ("vanilla", False, False)],
+    "loss, use_v1, refused",
+    [
+        ("asympo", False, True),
+        ("spo", False, True),
+        ("gpg", False, True),
+        ("asympo", True, False),
+        ("vanilla", False, False),
+    ],
 )
-def test_behavior_free_loss_on_the_legacy_trainer_is_warned_about(capsys, loss, use_v1, warned):
+def test_behavior_free_loss_on_the_legacy_trainer_is_refused(capsys, loss, use_v1, refused):
+    """The legacy trainer computes old log-probs inline: a behavior-free loss would pay for nothing."""
     rc, _, err = dry_run(capsys, f"algorithm.loss={loss}", f"trainer.use_v1={use_v1}", *VALID_OVERRIDES)
-    assert rc == 0
-    assert ("legacy trainer, which always runs the old-log-prob forward pass" in err) is warned, err
+    assert (rc == 2) is refused, err
+    if refused:
+        assert "legacy trainer, which always runs the old-log-prob forward pass" in err and "trainer.use_v1=True" in err

@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import make_batch
 
-from asympo_plugin.losses import asympo_loss_mat, naive_loss_mat, response_mean, spo_loss_mat
+from asympo_plugin.core.losses import asympo_loss_mat, naive_loss_mat, response_mean, spo_loss_mat
 
 EPS = 0.01
 

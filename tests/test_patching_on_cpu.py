@@ -58,7 +58,7 @@ def test_patch_refuses_when_verl_changed_underneath(agg_loss_patch):
 
 def test_patch_refuses_another_verl_version(agg_loss_patch):
     patch, _ = agg_loss_patch
-    other = Patch(**{**patch.__dict__, "verl_versions": SpecifierSet("==0.8.0")})
+    other = Patch(**{**patch.__dict__, "versions": SpecifierSet("==0.8.0")})
     with pytest.raises(PatchError, match="written for verl ==0.8.0"):
         other.apply()
     assert not other.is_applied()

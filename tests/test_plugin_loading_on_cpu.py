@@ -9,7 +9,8 @@ import warnings
 
 import pytest
 
-from asympo_plugin import compat, registry
+from asympo_plugin.verl import compat
+from asympo_plugin.verl import losses as registry
 
 
 def test_ray_worker_registers_the_losses_through_the_entry_point_alone():
@@ -39,7 +40,7 @@ def test_failed_load_is_printed_not_swallowed():
         "import os; os.environ['VERL_USE_EXTERNAL_PLUGINS'] = 'none'\n"
         "import verl.trainer.ppo.core_algos as ca\n"
         "ca.compute_policy_loss_vanilla = lambda old_log_prob, log_prob: None  # a verl with another loss API\n"
-        "import asympo_plugin\n"
+        "import asympo_plugin.verl.plugin\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ | {})
     assert proc.returncode != 0
@@ -98,6 +99,83 @@ def test_registration_is_idempotent():
     from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY
 
     before = dict(POLICY_LOSS_REGISTRY)
-    registry.register.cache_clear()
     registry.register()
-    assert POLICY_LOSS_REGISTRY == before  # built-ins are not wrapped twice
+    assert POLICY_LOSS_REGISTRY == before
+    registry.register(builtin_diagnostics=True)
+    wrapped = dict(POLICY_LOSS_REGISTRY)
+    try:
+        registry.register(builtin_diagnostics=True)
+        assert POLICY_LOSS_REGISTRY == wrapped  # built-ins are not wrapped twice
+    finally:
+        POLICY_LOSS_REGISTRY.update(before)
+
+
+def _run(code: str, **env) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=os.environ | env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_importing_the_core_and_the_package_loads_no_framework_and_installs_nothing():
+    code = (
+        "import sys\n"
+        "hooks = list(sys.meta_path)\n"
+        "import asympo_plugin, asympo_plugin.core, asympo_plugin.core.losses, asympo_plugin.core.diagnostics\n"
+        "import asympo_plugin.core.fields, asympo_plugin.core.policy_loss, asympo_plugin.core.metrics\n"
+        "import asympo_plugin.patching, asympo_plugin.verl, asympo_plugin.openrlhf\n"
+        "frameworks = sorted({m.split('.')[0] for m in sys.modules} & {'verl', 'openrlhf', 'vllm', 'ray', 'deepspeed'})\n"
+        "assert not frameworks, frameworks\n"
+        "assert sys.meta_path == hooks, 'an import hook was installed'\n"
+    )
+    _run(code)
+
+
+BUILTINS_CODE = (
+    "import json, sys\n"
+    "from verl.trainer.ppo import core_algos as ca\n"
+    "print(json.dumps({n: [f.__module__, f.__qualname__, getattr(sys.modules[f.__module__], f.__name__, None) is f,"
+    " getattr(f, 'asympo_diagnostics', False)]"
+    " for n, f in ca.POLICY_LOSS_REGISTRY.items()}))\n"
+)
+
+
+def test_stock_losses_stay_verls_own_functions_unless_diagnostics_are_switched_on():
+    """The registry with the plugin loaded equals a process where it is disabled, but for asympo and spo."""
+    import json
+
+    disabled = json.loads(_run(BUILTINS_CODE, VERL_USE_EXTERNAL_PLUGINS="none").stdout.splitlines()[-1])
+    loaded = json.loads(_run(BUILTINS_CODE).stdout.splitlines()[-1])
+    assert "asympo" not in disabled and {"asympo", "spo"} <= set(loaded)
+    assert {n: v for n, v in loaded.items() if n not in ("asympo", "spo")} == disabled
+    assert all(is_module_function and not diag for _, _, is_module_function, diag in disabled.values())
+    switched = json.loads(_run(BUILTINS_CODE, ASYMPO_BUILTIN_DIAGNOSTICS="1").stdout.splitlines()[-1])
+    assert switched["vanilla"][2:] == [False, True]  # the documented switch wraps them
+
+
+UNSUPPORTED_CODE = (
+    "import importlib.metadata as md, warnings\n"
+    "real = md.version\n"
+    "md.version = lambda name: '0.10.0' if name == 'verl' else real(name)  # an untested verl, same loss API\n"
+    "warnings.simplefilter('ignore')\n"
+    "import torch, verl\n"
+    "from verl.workers.utils.losses import ppo_loss\n"
+    "from verl.trainer.ppo import core_algos as ca\n"
+    "from asympo_plugin.verl import behavior_free as bf\n"
+    "assert not bf.is_patched(ppo_loss), 'patched an unsupported verl'\n"
+    "assert ca.get_policy_loss_fn('vanilla') is ca.compute_policy_loss_vanilla\n"
+    "from asympo_plugin.verl.launcher import main\n"
+    "rc = main(['--dry-run', 'algorithm.loss=vanilla', 'algorithm.adv_estimator=grpo', 'actor_rollout_ref.rollout.n=2',"
+    " 'actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2', 'actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=2',"
+    " 'actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=2', 'actor_rollout_ref.model.path=/nonexistent/model'])\n"
+    "assert rc == 0, rc\n"
+    "rc = main(['--dry-run', 'algorithm.loss=asympo', 'algorithm.adv_estimator=grpo', 'actor_rollout_ref.rollout.n=2'])\n"
+    "assert rc == 2, rc\n"
+)
+
+
+def test_an_unsupported_verl_leaves_stock_runs_working_and_refuses_plugin_losses_before_ray():
+    proc = _run(UNSUPPORTED_CODE)
+    assert "needs verl ==0.9.1 (found 0.10.0)" in proc.stderr
+    assert "pip install 'verl[verl-core]==0.9.1'" in proc.stderr

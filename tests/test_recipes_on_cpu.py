@@ -17,7 +17,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from asympo_plugin.launcher import build_config
+from asympo_plugin.verl.launcher import build_config
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
@@ -53,7 +53,7 @@ def assert_behavior_free(cfg, loss="asympo"):
 def assert_common(cfg):
     assert cfg.actor_rollout_ref.model.path == MODEL
     assert cfg.data.train_files == f"{DATA_DIR}/train.parquet" and cfg.data.val_files == f"{DATA_DIR}/test.parquet"
-    assert cfg.reward.custom_reward_function.path == "pkg://asympo_plugin.math_reward"
+    assert cfg.reward.custom_reward_function.path == "pkg://asympo_plugin.verl.math_reward"
     assert cfg.algorithm.adv_estimator in ("grpo", "gpg")
 
 
@@ -239,7 +239,7 @@ def test_every_script_is_valid_bash_and_states_its_gpus():
 def test_data_prep_writes_verl_parquet(tmp_path):
     import pandas as pd
 
-    from asympo_plugin.data_prep import DataPrepError, prepare
+    from asympo_plugin.verl.data_prep import DataPrepError, prepare
 
     rows = [
         {"problem": "What is 1+1?", "solution": "We get \\boxed{2}."},
@@ -264,7 +264,7 @@ def test_data_prep_writes_verl_parquet(tmp_path):
 
 def test_math_reward_uses_math_verify(monkeypatch):
     pytest.importorskip("math_verify")
-    from asympo_plugin import math_reward
+    from asympo_plugin.verl import math_reward
 
     # The verifier itself, in this (main) thread: equivalent forms agree, wrong answers do not.
     assert math_reward.verify_answer("0.5", "so x = \\boxed{\\frac12}") == 1.0

@@ -12,7 +12,7 @@ import torch
 from conftest import actor_config, make_batch
 from tensordict import TensorDict
 
-from asympo_plugin.registry import compute_policy_loss_asympo
+from asympo_plugin.verl.losses import compute_policy_loss_asympo
 
 AGG_MODES = ["token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
 PROMPT_LEN = 3
@@ -95,7 +95,10 @@ def test_ppo_loss_selects_asympo_and_returns_its_metrics():
 
 
 def test_builtin_losses_log_the_scale_diagnostics_and_keep_their_value():
+    """With ASYMPO_BUILTIN_DIAGNOSTICS=1 (the study's baselines) verl's losses get the diagnostics, same value."""
     from verl.trainer.ppo.core_algos import get_policy_loss_fn
+
+    from asympo_plugin.verl.losses import with_scale_metrics
 
     cfg = actor_config("vanilla")
     log_prob, adv, mask = make_batch(pad_value=-1.0)
@@ -108,7 +111,8 @@ def test_builtin_losses_log_the_scale_diagnostics_and_keep_their_value():
         config=cfg,
         rollout_is_weights=None,
     )
-    wrapped = get_policy_loss_fn("vanilla")
+    assert not hasattr(get_policy_loss_fn("vanilla"), "asympo_diagnostics")  # off by default: verl's own
+    wrapped = with_scale_metrics(get_policy_loss_fn("vanilla"))
     loss, metrics = wrapped(**kwargs)
     stock_loss, stock_metrics = wrapped.__wrapped__(**kwargs)
     torch.testing.assert_close(loss, stock_loss)

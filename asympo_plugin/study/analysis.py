@@ -22,7 +22,7 @@ REWARD = "critic/score/mean"
 STEP_TIME = "timing_s/step"
 UPDATE_ACTOR = "timing_s/update_actor"
 OLD_LOG_PROB = "timing_s/old_log_prob"
-STALENESS = "asympo/staleness/mean"  # measured per trajectory (asympo_plugin.cpu.staleness, one-step-off)
+STALENESS = "asympo/staleness/mean"  # measured per trajectory (asympo_plugin.verl.cpu.staleness, one-step-off)
 VERL_STALENESS = "training/off_policy/trajectory_staleness/mean"  # verl V1 trainer's own metric
 SKIPPED = "behavior_free/old_log_prob_skipped"
 SCALE_KEYS = (
@@ -264,13 +264,23 @@ def _load_config(folder: Path) -> dict | None:
     return None
 
 
+def _reads_behavior_log_probs(loss: str) -> bool:
+    """The registry's flag (verl's losses and the plugin's); a loss this verl does not know counts as reading them."""
+    try:
+        from ..verl.losses import needs_behavior_log_probs
+
+        return needs_behavior_log_probs(loss)
+    except Exception:  # noqa: BLE001 - an unknown loss (another verl, a user's own): assume PPO-like
+        return True
+
+
 def method_from_config(config: dict | None) -> str | None:
     """A readable method name from a verl config: loss, advantage estimator, where old log-probs came from."""
     if not config:
         return None
     loss = _config_get(config, "actor_rollout_ref.actor.policy_loss.loss_mode") or "vanilla"
     adv = _config_get(config, "algorithm.adv_estimator")
-    if loss in ("vanilla", "dual_clip", "gspo", "clip_cov", "kl_cov"):
+    if _reads_behavior_log_probs(loss):
         bypass = _config_get(config, "algorithm.rollout_correction.bypass_mode")
         return f"{loss} ({'rollout' if bypass else 'recomputed'} old log-probs, {adv} adv.)"
     return f"{loss} ({adv} adv.)"

@@ -10,13 +10,13 @@ exist). Staleness is then ``1 + delay`` once ``delay + 1`` steps have passed (le
 
 Two pieces, both selected by config (see :func:`configure`), nothing patched:
 
-* :class:`DelayedCpuCheckpointEngine`: the CPU backend's ``cpu`` engine (``asympo_plugin.cpu``) with a
+* :class:`DelayedCpuCheckpointEngine`: the CPU backend's ``cpu`` engine (``asympo_plugin.verl.cpu``) with a
   store that keeps the last ``delay + 1`` published state dicts instead of one; registered in
   verl's ``CheckpointEngineRegistry`` as ``cpu_delayed``; ``delay`` comes from
   ``checkpoint_engine.engine_kwargs.cpu_delayed.delay``, which verl passes to both sides.
 * :class:`DelayedVersionedCheckpointEngineManager`: the CPU backend's versioned manager, but it stamps
   the rollout servers with the version of the weights they actually receive, so the measured
-  ``asympo/staleness/*`` metric (``asympo_plugin.cpu.staleness``, per trajectory) reports the staleness achieved, not the
+  ``asympo/staleness/*`` metric (``asympo_plugin.verl.cpu.staleness``, per trajectory) reports the staleness achieved, not the
   one intended. It also logs ``study/sync_delay`` and ``study/true_policy_version``.
 """
 
@@ -29,9 +29,9 @@ import ray
 from verl.checkpoint_engine.base import CheckpointEngineManager, CheckpointEngineRegistry
 from verl.utils.ray_utils import auto_await
 
-from ..cpu.checkpoint_engine import CpuCheckpointEngine
-from ..cpu.staleness import PREFIX as STALENESS_PREFIX
-from ..cpu.staleness import VersionedCheckpointEngineManager
+from ..verl.cpu.checkpoint_engine import CpuCheckpointEngine
+from ..verl.cpu.staleness import PREFIX as STALENESS_PREFIX
+from ..verl.cpu.staleness import VersionedCheckpointEngineManager
 
 BACKEND = "cpu_delayed"
 STORE_NAME = "asympo_study_delayed_weight_store"
@@ -93,7 +93,7 @@ class DelayedCpuCheckpointEngine(CpuCheckpointEngine):
 class DelayedVersionedCheckpointEngineManager(VersionedCheckpointEngineManager):
     """Stamps the rollout servers with the policy version they really receive (``delay`` syncs late).
 
-    The true version of each sync follows the rule of ``asympo_plugin.cpu.staleness`` (the first sync carries the loaded
+    The true version of each sync follows the rule of ``asympo_plugin.verl.cpu.staleness`` (the first sync carries the loaded
     weights, version ``global_steps``; sync ``k`` carries the actor before update ``k``, version
     ``k - 1``); the delivered one is the true version of sync ``max(0, j - delay)``.
     """

@@ -80,6 +80,8 @@ def run_cell(
         "RAY_AUTH_MODE": "disabled",
         "PYTHONUNBUFFERED": "1",
         "VERL_FILE_LOGGER_PATH": str(run_dir / "metrics.jsonl"),
+        # verl's own losses (the baselines) log the same scale diagnostics as the plugin's.
+        "ASYMPO_BUILTIN_DIAGNOSTICS": "1",
     }
     timeout_s = timeout_s or 300 + 6 * preset.steps
     start = time.monotonic()

@@ -2,10 +2,10 @@
 
     python -m asympo_plugin.study.train [--sync-delay N] [--save-config PATH] <asympo-train args>
 
-Why a wrapper and not plain ``asympo-train``: the CPU hook (``asympo_plugin.cpu.configure``) sets
+Why a wrapper and not plain ``asympo-train``: the CPU hook (``asympo_plugin.verl.cpu.configure``) sets
 the one-step-off checkpoint engine to ``cpu`` after the command line is composed, so a different
 engine cannot be chosen by an override. This runs exactly ``asympo-train``'s steps
-(:func:`asympo_plugin.launcher.build_config`, then :func:`asympo_plugin.launcher.run`), and in
+(:func:`asympo_plugin.verl.launcher.build_config`, then :func:`asympo_plugin.verl.launcher.run`), and in
 between selects the ``cpu_delayed`` engine (``delayed_sync.py``) when ``--sync-delay`` > 0 and
 writes the resolved config, from which the study reads what the run really did (pipeline, whether
 the rollout shipped log-probs, the loss).
@@ -21,8 +21,8 @@ from omegaconf import OmegaConf
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .. import launcher
-    from ..config import LossConfigError
+    from ..verl import launcher
+    from ..core.fields import LossConfigError
 
     parser = argparse.ArgumentParser(prog="asympo-study-train", add_help=True)
     parser.add_argument("--sync-delay", type=int, default=0, help="deliver weights this many syncs late (one-step-off)")

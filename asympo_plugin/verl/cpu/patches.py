@@ -6,7 +6,7 @@ Everything else in the CPU backend goes through verl's registries. Diff for revi
 
 from __future__ import annotations
 
-from ..patching import Patch
+from ...patching import Patch
 
 
 def _plain_gloo(original):

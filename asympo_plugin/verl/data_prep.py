@@ -11,12 +11,12 @@ managers read::
     data_source   str    the --data-source name (logged per source in validation metrics)
     prompt        list   chat messages: [{"role": "user", "content": question + instruction}]
     ability       str    "math"
-    reward_model  dict   {"style": "rule", "ground_truth": answer}   (read by asympo_plugin.math_reward)
+    reward_model  dict   {"style": "rule", "ground_truth": answer}   (read by asympo_plugin.verl.math_reward)
     extra_info    dict   {"split", "index", "question"}
 
 Usage::
 
-    python -m asympo_plugin.data_prep --input /data/math/train.jsonl --output-dir ~/data/asympo_math \\
+    python -m asympo_plugin.verl.data_prep --input /data/math/train.jsonl --output-dir ~/data/asympo_math \\
         --question-key problem --answer-key answer --test-size 500
 """
 
@@ -149,7 +149,7 @@ def prepare(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m asympo_plugin.data_prep", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m asympo_plugin.verl.data_prep", description=__doc__.split("\n")[0])
     parser.add_argument("--input", required=True, help="local .jsonl/.json/.parquet/.csv with problems and answers")
     parser.add_argument("--test-input", help="separate local test file (default: hold out --test-size rows)")
     parser.add_argument("--output-dir", required=True)

@@ -1,4 +1,4 @@
-"""Scale-imbalance diagnostics, logged as verl metrics by every policy loss in a run.
+"""Scale-imbalance diagnostics, logged as metrics by the plugin's losses (and, when switched on, by the built-ins).
 
 The failure the paper describes is visible in these numbers: evaluated under the current policy,
 stale negative responses sit at a higher mean NLL than positive ones, so the naive objective's
@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import torch
 
+from . import metrics as names
+from .fields import RESPONSE_BALANCED_AGG_MODES
 from .losses import response_advantage, response_mean
-
-# Aggregation modes in which every response weighs the same; all others weigh a response by T_i.
-RESPONSE_BALANCED_AGG_MODES = frozenset({"seq-mean-token-mean"})
 
 
 def _residual(contrib: torch.Tensor) -> float:
@@ -47,11 +46,11 @@ def scale_metrics(
     mean_nll: torch.Tensor,
     adv: torch.Tensor,
     lengths: torch.Tensor,
-    prefix: str,
+    prefix: str = names.ACTOR,
     loss_agg_mode: str | None = None,
     response_scale: torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """Diagnostics for one micro-batch as ``{f"{prefix}/<name>": float}``, from :func:`response_stats`.
+    """Diagnostics for one micro-batch as ``{f"{prefix}/scale/<name>": float}``, from :func:`response_stats`.
 
     ``response_scale`` is the loss's per-response multiplier ``k_i`` (``1/s_i`` for ASymPO, ``w_i``
     for SPO); when given together with ``loss_agg_mode``, ``balance_residual`` is reported too.
@@ -63,14 +62,15 @@ def scale_metrics(
         overall = mean_nll[present].mean() if present.any() else mean_nll.new_zeros(())
         pos_nll = mean_nll[pos].mean() if pos.any() else overall
         neg_nll = mean_nll[neg].mean() if neg.any() else overall
+        key = lambda name: names.scale_key(name, prefix)  # noqa: E731
         metrics = {
-            f"{prefix}/pos_nll": float(pos_nll),
-            f"{prefix}/neg_nll": float(neg_nll),
-            f"{prefix}/nll_ratio": float(neg_nll / pos_nll) if pos_nll > 0 else 1.0,
-            f"{prefix}/balance_residual_naive": _residual(adv[present] * mean_nll[present]),
+            key(names.POS_NLL): float(pos_nll),
+            key(names.NEG_NLL): float(neg_nll),
+            key(names.NLL_RATIO): float(neg_nll / pos_nll) if pos_nll > 0 else 1.0,
+            key(names.BALANCE_RESIDUAL_NAIVE): _residual(adv[present] * mean_nll[present]),
         }
         if response_scale is not None and loss_agg_mode is not None:
             agg_weight = 1.0 if loss_agg_mode in RESPONSE_BALANCED_AGG_MODES else lengths.to(mean_nll.dtype)
             contrib = adv * response_scale.float() * mean_nll * agg_weight
-            metrics[f"{prefix}/balance_residual"] = _residual(contrib[present])
+            metrics[key(names.BALANCE_RESIDUAL)] = _residual(contrib[present])
         return metrics

@@ -3,6 +3,10 @@
 The plugin registers into verl's policy-loss registry and reads verl's loss config. Both are
 internal APIs that change between verl releases, so before registering we check the exact
 shapes we rely on and refuse, with a message that says what to do, when they differ.
+
+On a verl other than 0.9.1 whose loss API still matches, the losses are registered with a warning,
+but the behavior-free patches are not applied (they are written against 0.9.1's source): stock verl
+runs are unaffected, and ``asympo-train`` refuses a plugin loss before Ray starts (:func:`require_supported`).
 """
 
 from __future__ import annotations
@@ -72,9 +76,31 @@ def check_verl() -> str:
         supported = False
     if not supported:
         warnings.warn(
-            f"asympo-plugin was tested with verl {SUPPORTED_VERL}, found {version}; its loss API matches, "
-            "so the losses are registered, but the behavior-free patches refuse to apply to it (they are "
-            "written against 0.9.1's source) until asympo-plugin is updated for it.",
+            f"asympo-plugin was tested with verl {SUPPORTED_VERL}, found {version}; its loss API matches, so the "
+            "losses are registered, but the behavior-free patches are not applied (they are written against "
+            "0.9.1's source). Stock verl runs are unaffected; asympo-train refuses the plugin's losses on this verl.",
             stacklevel=2,
         )
     return version
+
+
+def is_supported() -> bool:
+    from ..patching import installed_version
+
+    version = installed_version("verl")
+    try:
+        return version is not None and Version(version) in SUPPORTED_VERL
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def require_supported(what: str) -> None:
+    """Raise :class:`VerlIncompatibleError` naming the verl to install unless this is verl 0.9.1."""
+    if not is_supported():
+        from ..patching import installed_version
+
+        raise VerlIncompatibleError(
+            f"{what} needs verl {SUPPORTED_VERL} (found {installed_version('verl')}): the plugin's behavior-free "
+            "changes to verl are written against that release's source. Install it with: "
+            "pip install 'verl[verl-core]==0.9.1' (stock verl losses run unchanged on any verl)."
+        )

@@ -5,9 +5,9 @@ the reference and the response's last ``\\boxed{}`` (or final expression) are pa
 compared symbolically, so ``\\frac12``, ``0.5`` and ``1/2`` agree.
 
 verl calls :func:`compute_score` as a custom reward function
-(``reward.custom_reward_function.path=pkg://asympo_plugin.math_reward``, ``name=compute_score``)
+(``reward.custom_reward_function.path=pkg://asympo_plugin.verl.math_reward``, ``name=compute_score``)
 with the decoded response and the row's ``reward_model.ground_truth`` (written by
-``asympo_plugin.data_prep``), from its reward manager's executor *threads*. math-verify bounds its
+``asympo_plugin.verl.data_prep``), from its reward manager's executor *threads*. math-verify bounds its
 parsing time with ``signal.alarm``, which only works in a main thread, so each check runs in a
 small spawned process pool (as verl's own ``verl.utils.reward_score.math_verify`` does). Unlike
 that wrapper, a broken pool is rebuilt instead of scoring every later response 0, and a missing
@@ -27,7 +27,7 @@ from typing import Any
 
 if importlib.util.find_spec("math_verify") is None:
     raise ImportError(
-        "asympo_plugin.math_reward needs the math-verify package: pip install 'math-verify==0.9.0' "
+        "asympo_plugin.verl.math_reward needs the math-verify package: pip install 'math-verify==0.9.0' "
         "(pure Python; it uses the sympy and antlr4 runtime that verl already installs)."
     )
 

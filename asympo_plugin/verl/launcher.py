@@ -33,14 +33,14 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
-from . import config as loss_config
-from .registry import assert_registered, registered_losses
+from ..core import fields as core_fields
+from . import settings
+from .losses import assert_registered
 
-ACTOR = "actor_rollout_ref.actor"
-POLICY_LOSS = f"{ACTOR}.policy_loss"
-VERL_DEFAULT_AGG_MODE = "token-mean"
+ACTOR = settings.ACTOR
+POLICY_LOSS = settings.POLICY_LOSS
 
 
 class LauncherError(ValueError):
@@ -119,7 +119,7 @@ def _split_overrides(overrides: list[str]) -> tuple[list[str], str | None, set[s
     Returns ``(hydra_overrides, loss_or_None, keys_set_on_the_command_line)``.
     """
     hydra_overrides, loss, keys = [], None, set()
-    plugin_fields = {f"{POLICY_LOSS}.{f}" for f in loss_config.LOSS_FIELDS}
+    plugin_fields = {f"{POLICY_LOSS}.{f}" for f in core_fields.LOSS_FIELDS}
     for item in overrides:
         if "=" not in item:
             raise LauncherError(f"'{item}' is not an override of the form key=value")
@@ -164,47 +164,6 @@ def detect_pipeline(cfg: DictConfig) -> str:
     return "sync"
 
 
-def apply_loss(cfg: DictConfig, loss: str | None, cli_keys: set[str]) -> str:
-    """Turn ``algorithm.loss`` into the actor's loss settings (in place); return the loss name."""
-    yaml_loss = cfg.algorithm.get("loss") if "algorithm" in cfg else None
-    loss = loss or yaml_loss
-    with open_dict(cfg):
-        cfg.algorithm.pop("loss", None)  # verl's AlgoConfig has no such field
-    actor = OmegaConf.select(cfg, ACTOR)
-    if loss is None:
-        loss = actor.policy_loss.loss_mode
-        print(f"asympo-train: no algorithm.loss given; using {POLICY_LOSS}.loss_mode={loss}", file=sys.stderr)
-    available = registered_losses()
-    if loss not in available:
-        raise LauncherError(f"unknown algorithm.loss={loss!r}. Registered losses: {', '.join(available)}")
-
-    with open_dict(cfg):
-        policy_loss = actor.policy_loss
-        policy_loss.loss_mode = loss
-        policy_loss._target_ = loss_config.CONFIG_TARGET
-        for name, default in loss_config.LOSS_FIELDS.items():
-            policy_loss.setdefault(name, default)
-        agg_set = f"{ACTOR}.loss_agg_mode" in cli_keys or actor.loss_agg_mode != VERL_DEFAULT_AGG_MODE
-        if loss == "asympo" and not agg_set:
-            actor.loss_agg_mode = loss_config.ASYMPO_AGG_MODE
-
-    loss_config.check_asympo_eps(policy_loss.asympo_eps)
-    loss_config.check_spo_neg_scale(policy_loss.spo_neg_scale)
-    loss_config.check_agg_mode(loss, actor.loss_agg_mode, bool(policy_loss.asympo_allow_unbalanced_agg))
-    return loss
-
-
-def _config_hooks(cfg: DictConfig) -> None:
-    """Settings that follow from the loss and the device, owned by their own modules."""
-    from . import behavior_free
-
-    behavior_free.configure(cfg)
-    if cfg.trainer.get("device") == "cpu":
-        from . import cpu
-
-        cpu.configure(cfg)
-
-
 def validate(cfg: DictConfig, pipeline: str) -> None:
     """verl's own driver-side validation (the sync entry point runs it too; the async ones only in Ray)."""
     from hydra.errors import InstantiationException
@@ -246,14 +205,34 @@ def build_config(argv: list[str]) -> tuple[DictConfig, Pipeline, argparse.Namesp
     )
     cfg = compose(folder, config_name, overrides)
     name = detect_pipeline(cfg) if args.pipeline == "auto" else args.pipeline
-    apply_loss(cfg, loss, cli_keys)
-    _config_hooks(cfg)
+    explicit = cli_keys | user_config_keys(folder, config_name, args.config_path is not None)
+    loss = settings.apply(cfg, loss, explicit, name)
+    preflight(loss)
     validate(cfg, name)
-    from .behavior_free import legacy_trainer_warning
-
-    if warning := legacy_trainer_warning(cfg, name):
-        print(f"asympo-train: warning: {warning}", file=sys.stderr)
     return cfg, PIPELINES[name], args
+
+
+def user_config_keys(folder: str, config_name: str, is_users: bool) -> set[str]:
+    """Keys the user's own config file sets (explicit choices, like command-line overrides)."""
+    if not is_users:
+        return set()
+    path = os.path.join(folder, config_name if config_name.endswith(".yaml") else f"{config_name}.yaml")
+    return settings.flatten_keys(OmegaConf.load(path)) if os.path.exists(path) else set()
+
+
+def preflight(loss: str) -> None:
+    """Before Ray starts: a plugin loss or a behavior-free pipeline needs the verl the patches were written for."""
+    from .. import patching
+    from . import behavior_free, compat
+    from .losses import needs_behavior_log_probs
+
+    if loss in ("asympo", "spo") or not needs_behavior_log_probs(loss):
+        what = f"algorithm.loss={loss} (a behavior-free pipeline)"
+        try:
+            compat.require_supported(what)
+            patching.preflight(behavior_free.PATCHES)
+        except (compat.VerlIncompatibleError, patching.PatchError) as e:
+            raise LauncherError(str(e)) from e
 
 
 def run(cfg: DictConfig, pipeline: Pipeline) -> None:
@@ -266,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         cfg, pipeline, args = build_config(argv)
-    except (LauncherError, loss_config.LossConfigError) as e:
+    except (LauncherError, core_fields.LossConfigError) as e:
         print(f"asympo-train: error: {e}", file=sys.stderr)
         return 2
     loss = cfg.actor_rollout_ref.actor.policy_loss.loss_mode

@@ -1,6 +1,6 @@
 """The loss math: per-token loss matrices of ASymPO, SPO and the naive current-policy loss.
 
-Pure torch, no verl. Every function takes the current log-probs ``log_prob[i, t]`` (they carry the
+Pure torch, no framework. Every function takes the current log-probs ``log_prob[i, t]`` (they carry the
 gradient), the advantages ``A[i, t]`` and a boolean ``mask[i, t]`` of valid response tokens, and
 returns the per-token loss matrix ``L[i, t]`` that verl's ``agg_loss`` aggregates. Masked entries of
 ``L`` are exactly 0 (and so is their gradient), whatever ``log_prob`` holds there.
@@ -23,6 +23,8 @@ the constant ``A_i`` and the gradient is identically 0.
 from __future__ import annotations
 
 import torch
+
+from .fields import check_asympo_eps, check_spo_neg_scale
 
 __all__ = [
     "response_mean",
@@ -63,8 +65,7 @@ def asympo_loss_mat(
     ``s_i`` and a boolean per response that is True where the floor ``eps`` engaged
     (``mean_t n < eps``; responses without valid tokens count as floored).
     """
-    if not eps > 0:
-        raise ValueError(f"asympo_eps must be > 0, got {eps}")
+    eps = check_asympo_eps(eps)
     nll = torch.where(mask, -log_prob, torch.zeros_like(log_prob))
     mean_nll = response_mean(nll, mask).detach()
     floored = mean_nll < eps
@@ -79,7 +80,6 @@ def spo_loss_mat(
 
     Returns ``(loss_mat, weight)`` with the per-response weight ``w_i``.
     """
-    if not 0 < neg_scale <= 1:
-        raise ValueError(f"spo_neg_scale must be in (0, 1], got {neg_scale}")
+    neg_scale = check_spo_neg_scale(neg_scale)
     weight = torch.where(response_advantage(advantages, mask) < 0, neg_scale, 1.0).to(log_prob.dtype)
     return weight.unsqueeze(-1) * naive_loss_mat(log_prob, advantages, mask), weight

@@ -26,7 +26,7 @@ import numpy as np
 from verl.checkpoint_engine.base import CheckpointEngineManager
 from verl.utils.ray_utils import auto_await
 
-from ..patching import Patch
+from ...patching import Patch
 
 PREFIX = "asympo/staleness"
 

@@ -68,7 +68,7 @@ class _CpuDeviceModule(types.ModuleType):
         return getattr(torch.cpu, name)
 
 
-CPU_DEVICE_MODULE = _CpuDeviceModule("asympo_plugin.cpu.device_module")
+CPU_DEVICE_MODULE = _CpuDeviceModule("asympo_plugin.verl.cpu.device_module")
 
 
 @PlatformRegistry.register(platform=PLATFORM_NAME)
