@@ -179,3 +179,25 @@ def test_an_unsupported_verl_leaves_stock_runs_working_and_refuses_plugin_losses
     proc = _run(UNSUPPORTED_CODE)
     assert "needs verl ==0.9.1 (found 0.10.0)" in proc.stderr
     assert "pip install 'verl[verl-core]==0.9.1'" in proc.stderr
+
+
+def test_the_verl_config_class_declares_the_cores_fields_and_defaults():
+    from asympo_plugin.core import fields
+    from asympo_plugin.verl.config import LOSS_FIELDS
+
+    assert LOSS_FIELDS == fields.LOSS_FIELDS
+
+
+@pytest.mark.parametrize("eps", [0, -1e-3, float("nan"), float("inf"), True, "0.01"])
+def test_one_rule_for_asympo_eps_everywhere(eps):
+    """The math, the verl config class and the launcher share the one check (inf was once accepted by the math)."""
+    import torch
+
+    from asympo_plugin.core import fields
+    from asympo_plugin.core.losses import asympo_loss_mat
+    from asympo_plugin.verl.config import AsympoPolicyLossConfig
+
+    with pytest.raises(fields.LossConfigError, match="finite number > 0"):
+        asympo_loss_mat(torch.zeros(1, 2), torch.zeros(1, 2), torch.ones(1, 2, dtype=torch.bool), eps)
+    with pytest.raises(fields.LossConfigError, match="policy_loss.asympo_eps"):
+        AsympoPolicyLossConfig(loss_mode="asympo", asympo_eps=eps)

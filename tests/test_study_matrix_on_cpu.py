@@ -72,3 +72,28 @@ def test_a_cell_with_incomplete_metrics_is_not_finished(sweep, tmp_path):
     lines = (copy / "metrics.jsonl").read_text().splitlines()
     (copy / "metrics.jsonl").write_text("\n".join(lines[:-1]) + "\n")  # the last step never got logged
     assert not is_finished(copy, argv, 3)
+
+
+def _recipe_variants() -> dict[str, set[str]]:
+    """``recipes/run_head_to_head.sh``'s case branches: variant -> the loss overrides it passes."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "recipes" / "run_head_to_head.sh").read_text()
+    body = text[text.index('case "$VARIANT" in') : text.index("esac")]
+    variants = {}
+    for name, overrides in re.findall(r"^\s*(\w+)\)\s+loss=\(([^)]*)\)", body, flags=re.M):
+        variants[name] = {o.lower() for o in overrides.split()}
+    return variants
+
+
+def test_the_recipes_head_to_head_methods_are_the_studys():
+    """One method table in spirit: the GPU recipe and the CPU study define each method by the same overrides."""
+    recipe = _recipe_variants()
+    study = {name: {o.lower() for o in m.overrides} for name, m in METHODS.items()}
+    assert set(recipe) == set(study)
+    for name in recipe:
+        # grpo_sync differs only in that the sync trainer has no bypass stage to turn off
+        assert recipe[name] <= study[name] and study[name] - recipe[name] <= {
+            "algorithm.rollout_correction.bypass_mode=false"
+        }, name

@@ -18,18 +18,15 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REWARD = "critic/score/mean"
-STEP_TIME = "timing_s/step"
-UPDATE_ACTOR = "timing_s/update_actor"
-OLD_LOG_PROB = "timing_s/old_log_prob"
-STALENESS = "asympo/staleness/mean"  # measured per trajectory (asympo_plugin.verl.cpu.staleness, one-step-off)
+from ..core import metrics as names  # noqa: E402
+from ..core.metrics import OLD_LOG_PROB_SKIPPED as SKIPPED  # noqa: E402  (the one module of metric names)
+from ..core.metrics import OLD_LOG_PROB_TIME as OLD_LOG_PROB  # noqa: E402
+from ..core.metrics import REWARD, STALENESS, STEP_TIME  # noqa: E402,F401
+from ..core.metrics import UPDATE_ACTOR_TIME as UPDATE_ACTOR  # noqa: E402
+
 VERL_STALENESS = "training/off_policy/trajectory_staleness/mean"  # verl V1 trainer's own metric
-SKIPPED = "behavior_free/old_log_prob_skipped"
-SCALE_KEYS = (
-    "actor/scale/pos_nll",
-    "actor/scale/neg_nll",
-    "actor/scale/balance_residual_naive",
-    "actor/scale/balance_residual",
+SCALE_KEYS = tuple(
+    names.scale_key(k) for k in (names.POS_NLL, names.NEG_NLL, names.BALANCE_RESIDUAL_NAIVE, names.BALANCE_RESIDUAL)
 )
 # Metrics whose non-finite value means the weights were poisoned (part of the collapse criterion).
 FINITE_KEYS = ("actor/pg_loss", "actor/loss", "actor/grad_norm")

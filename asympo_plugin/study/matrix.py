@@ -51,14 +51,6 @@ METHODS: dict[str, Method] = {
         Method("ppo_recompute", "PPO-clip, recomputed old log-probs", PPO_RECOMPUTE),
         # Synchronous on-policy GRPO (PPO-clip): identical to ppo_recompute at staleness 0.
         Method("grpo_sync", "GRPO, sync (on-policy reference)", PPO_RECOMPUTE, sync_only=True),
-        # Timing reference: verl's default synchronous trainer (V1) waits on its replay buffer, which
-        # polls every 2 s; the legacy trainer (trainer.use_v1=False) does not. Same loss and settings.
-        Method(
-            "asympo_sync_legacy",
-            "ASymPO, legacy sync trainer (timing reference; runs the old-log-prob pass)",
-            ("algorithm.loss=asympo", "trainer.use_v1=False"),
-            sync_only=True,
-        ),
     )
 }
 

@@ -331,15 +331,6 @@ def timing_ratios(groups: dict) -> dict:
             "goal": ">= 1.25",
             "met": sync / one_off >= 1.25,
         }
-    legacy = mean_of(0, "asympo_sync_legacy", lambda s: s["s_per_step"])
-    if legacy and one_off:
-        out["pipeline_legacy_sync"] = {
-            "sync_s_per_step": legacy,
-            "one_step_off_s_per_step": one_off,
-            "ratio": legacy / one_off,
-            "goal": ">= 1.25",
-            "met": legacy / one_off >= 1.25,
-        }
     return out
 
 
@@ -365,13 +356,6 @@ def ratios_text(ratios: dict) -> str:
         )
     else:
         lines.append("- pipeline ratio: not measured (needs asympo at staleness 0 and 1)")
-    if "pipeline_legacy_sync" in ratios:
-        r = ratios["pipeline_legacy_sync"]
-        lines.append(
-            f"- steps/s, ASymPO one-step-off / ASymPO on verl's legacy sync trainer (`trainer.use_v1=False`, no "
-            f"replay-buffer polling): {1 / r['one_step_off_s_per_step']:.2f} / {1 / r['sync_s_per_step']:.2f} steps/s = "
-            f"**{r['ratio']:.2f}** (goal {r['goal']}: {'met' if r['met'] else 'NOT met'})"
-        )
     return "\n".join(lines)
 
 

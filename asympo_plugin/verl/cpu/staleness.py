@@ -28,7 +28,7 @@ from verl.utils.ray_utils import auto_await
 
 from ...patching import Patch
 
-PREFIX = "asympo/staleness"
+from ...core.metrics import STALENESS_PREFIX as PREFIX  # noqa: E402
 
 
 class VersionedCheckpointEngineManager(CheckpointEngineManager):
