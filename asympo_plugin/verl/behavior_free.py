@@ -32,6 +32,12 @@ Not covered: verl's deprecated legacy synchronous trainer (``trainer.use_v1=Fals
 which computes old log-probs inside its 300-line ``fit()``; ``asympo-train`` refuses a behavior-free
 loss on it before Ray starts (``settings.refuse_legacy_trainer``) and names the fix (``trainer.use_v1=True``).
 
+Extension points considered first: verl's engine workers have ``set_loss_fn``, but each worker calls it
+itself at init with ``partial(ppo_loss, config=...)``; using it would need a driver-side call after
+every trainer's worker init and a copy of ``ppo_loss`` (~100 lines of verl) for a 5-line change, so
+``ppo_loss`` is patched instead (the reviewed diff, recompiled from verl's source). The old-log-prob
+stages are plain methods of the trainers with no hook; verl has no flag that skips them.
+
 Everything else uses verl's own settings, applied on the driver by ``asympo_plugin.verl.settings``:
 ``rollout.calculate_log_probs=False``, ``rollout_correction.bypass_mode=False``,
 ``actor.calculate_entropy=True`` (so the update forward returns the entropy for ``actor/entropy_update_forward``).
