@@ -242,12 +242,15 @@ def forward_switches(ed: Editor) -> None:
     """The plugin's environment switches, set on the driver, reach every Ray worker (where losses register)."""
     import os
 
+    from .cpu.recorder import ENV as RECORD_ENV
     from .losses import BUILTIN_DIAGNOSTICS_ENV
 
-    if BUILTIN_DIAGNOSTICS_ENV not in os.environ or ed.get("ray_kwargs.ray_init") is None:
+    switches = [n for n in (BUILTIN_DIAGNOSTICS_ENV, RECORD_ENV) if n in os.environ]
+    if not switches or ed.get("ray_kwargs.ray_init") is None:
         return
     key = "ray_kwargs.ray_init.runtime_env.env_vars"
     env_vars = dict(ed.get(key) or {})
-    env_vars.setdefault(BUILTIN_DIAGNOSTICS_ENV, os.environ[BUILTIN_DIAGNOSTICS_ENV])
+    for name in switches:
+        env_vars.setdefault(name, os.environ[name])
     with open_dict(ed.cfg):
         OmegaConf.update(ed.cfg, key, env_vars, merge=False, force_add=True)

@@ -23,6 +23,8 @@ import torch
 from verl.checkpoint_engine.base import CheckpointEngine, CheckpointEngineRegistry
 from verl.workers.rollout.utils import ensure_async_iterator
 
+from . import recorder
+
 BACKEND = "cpu"
 STORE_NAME = "asympo_cpu_weight_store"
 
@@ -83,6 +85,8 @@ class CpuCheckpointEngine(CheckpointEngine):
             if self.is_master:
                 state_dict[name] = tensor.detach().to("cpu", copy=True)
         if self.is_master:
+            if recorder.directory() is not None:
+                recorder.published(state_dict, global_steps)
             # A list keeps the ObjectRef a reference (Ray would resolve a top-level one).
             await self._store().put.remote(global_steps, [ray.put(state_dict)])
         return {}

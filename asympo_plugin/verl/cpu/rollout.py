@@ -32,6 +32,8 @@ from verl.workers.rollout.base import _ROLLOUT_REGISTRY, BaseRollout
 from verl.workers.rollout.replica import RolloutReplica, RolloutReplicaRegistry, TokenOutput
 from verl.workers.rollout.utils import ensure_async_iterator
 
+from . import recorder
+
 logger = logging.getLogger(__name__)
 
 NAME = "hf"
@@ -124,6 +126,9 @@ class HFRolloutServer:
         if kwargs.get("image_data") or kwargs.get("video_data") or kwargs.get("audio_data"):
             raise NotImplementedError("the 'hf' CPU rollout serves text-only models")
         tokens, log_probs = self._sample(list(prompt_ids), sampling_params)
+        if recorder.directory() is not None:
+            temperature = float(sampling_params.get("temperature", 1.0))
+            recorder.sampled(self.replica_rank, prompt_ids, tokens, log_probs, self.policy_version, temperature)
         return TokenOutput(
             token_ids=tokens,
             log_probs=log_probs if sampling_params.get("logprobs") else None,
@@ -152,6 +157,8 @@ class HFRolloutServer:
                 params[name].copy_(tensor.to(params[name].dtype))
         self.global_steps = global_steps
         self.policy_version = self.pending_policy_version
+        if recorder.directory() is not None:
+            recorder.synced(self.model, self.replica_rank, self.policy_version, global_steps)
 
     def set_global_steps(self, global_steps: int) -> None:
         self.global_steps = global_steps

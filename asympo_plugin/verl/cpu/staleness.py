@@ -27,6 +27,7 @@ from verl.checkpoint_engine.base import CheckpointEngineManager
 from verl.utils.ray_utils import auto_await
 
 from ...patching import Patch
+from . import recorder
 
 from ...core.metrics import STALENESS_PREFIX as PREFIX  # noqa: E402
 
@@ -68,6 +69,8 @@ def _collect_metrics_with_staleness(original):
         original(self, batch)
         # Step k trains the actor after k - 1 updates (also after resuming: a step-N checkpoint holds N).
         self.metrics.update(staleness_metrics(batch, learner_version=self.global_steps - 1))
+        if recorder.directory() is not None:
+            recorder.trained(batch, learner_version=self.global_steps - 1)
 
     return _fit_collect_metrics
 
