@@ -21,6 +21,8 @@ Where OpenRLHF 0.11.2 computes and reads behavior log-probs (``openrlhf`` paths)
 
 from __future__ import annotations
 
+import inspect
+
 from ..core.fields import LossConfigError
 from ..core.policy_loss import is_behavior_free
 from ..patching import Patch, edit_source
@@ -77,7 +79,8 @@ MAKE_EXPERIENCE_EDITS = method_edits([
 
 
 def _make_experience_without_old_log_probs(original):
-    return edit_source(original, MAKE_EXPERIENCE_EDITS, "openrlhf_skip_old_log_prob")
+    # Unwrapped: the recompiled source carries make_experience's own @torch.no_grad() decorator.
+    return edit_source(inspect.unwrap(original), MAKE_EXPERIENCE_EDITS, "openrlhf_skip_old_log_prob")
 
 
 SKIP_OLD_LOG_PROB_PATCH = Patch(
