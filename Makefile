@@ -24,14 +24,14 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 
 test: $(STAMP) setup-openrlhf
 	$(PY) -m pytest -q tests
-	$(VENV_OPENRLHF)/bin/python -m pytest -q tests/openrlhf
+	$(VENV_OPENRLHF)/bin/python -m pytest -q tests/openrlhf_adapter
 
 # OpenRLHF 0.11.2 in its own venv (its ray/transformers pins conflict with verl's)
 setup-openrlhf:
 	VENV_OPENRLHF=$(VENV_OPENRLHF) PYTHON=$(PYTHON) scripts/setup_openrlhf_env.sh
 
 test-openrlhf: setup-openrlhf
-	$(VENV_OPENRLHF)/bin/python -m pytest -q tests/openrlhf
+	$(VENV_OPENRLHF)/bin/python -m pytest -q tests/openrlhf_adapter
 
 demo: $(STAMP)
 	$(PY) -m asympo_plugin.demo
