@@ -9,7 +9,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.asympo-installed
 export RAY_AUTH_MODE ?= disabled
 
-.PHONY: setup test demo bench study clean
+VENV_OPENRLHF ?= .venv-openrlhf
+
+.PHONY: setup-openrlhf test-openrlhf setup test demo bench study clean
 
 setup: $(STAMP)
 
@@ -20,8 +22,16 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PY) -c "import asympo_plugin, verl, torch; print('asympo-plugin', asympo_plugin.__version__, '| verl', verl.__version__, '| torch', torch.__version__)"
 	touch $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) setup-openrlhf
 	$(PY) -m pytest -q tests
+	$(VENV_OPENRLHF)/bin/python -m pytest -q tests/openrlhf_adapter
+
+# OpenRLHF 0.11.2 in its own venv (its ray/transformers pins conflict with verl's)
+setup-openrlhf:
+	VENV_OPENRLHF=$(VENV_OPENRLHF) PYTHON=$(PYTHON) scripts/setup_openrlhf_env.sh
+
+test-openrlhf: setup-openrlhf
+	$(VENV_OPENRLHF)/bin/python -m pytest -q tests/openrlhf_adapter
 
 demo: $(STAMP)
 	$(PY) -m asympo_plugin.demo

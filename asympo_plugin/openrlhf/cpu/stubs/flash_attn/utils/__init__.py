@@ -1,0 +1,1 @@
+"""CPU stub (see the package docstring)."""
