@@ -1,7 +1,8 @@
 """The OpenRLHF 0.11.2 adapter: ASymPO and SPO in OpenRLHF's real PPO trainer, behavior-free.
 
 OpenRLHF has no extension point for policy losses (no registry, entry point or hook), so the adapter is
-a launcher plus three guarded patches (``asympo_plugin.patching``; diffs in ``patches/openrlhf_*.diff``):
+a launcher plus guarded patches (``asympo_plugin.patching``; the reviewable ``patches/openrlhf_*.diff`` files are
+still to be written: for now each patch's ``why`` and its source edits are the description):
 
 * ``launcher.py``: ``asympo-openrlhf``, every flag of ``python -m openrlhf.cli.train_ppo_ray`` plus
   ``--actor.policy_loss_type asympo|spo`` and the loss settings; refuses bad input before Ray starts;
