@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.asympo-installed
 export RAY_AUTH_MODE ?= disabled
 
-.PHONY: setup test demo bench study clean
+.PHONY: setup test demo bench study fuzz clean
 
 setup: $(STAMP)
 
@@ -22,6 +22,9 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+fuzz: $(STAMP)
+	ASYMPO_HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q -p no:cacheprovider --hypothesis-show-statistics tests/test_fuzz_degenerate_on_cpu.py
 
 demo: $(STAMP)
 	$(PY) -m asympo_plugin.demo
