@@ -11,7 +11,7 @@ export RAY_AUTH_MODE ?= disabled
 
 VENV_OPENRLHF ?= .venv-openrlhf
 
-.PHONY: setup-openrlhf test-openrlhf setup test demo bench study clean
+.PHONY: setup-openrlhf test-openrlhf setup test demo bench study fuzz clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,9 @@ setup-openrlhf:
 
 test-openrlhf: setup-openrlhf
 	$(VENV_OPENRLHF)/bin/python -m pytest -q tests/openrlhf_adapter
+
+fuzz: $(STAMP)
+	ASYMPO_HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q -p no:cacheprovider --hypothesis-show-statistics tests/test_fuzz_degenerate_on_cpu.py
 
 demo: $(STAMP)
 	$(PY) -m asympo_plugin.demo

@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import harness
 from .task import TaskArtifacts, prepare
 
 from .core.metrics import REWARD, STALENESS, STEP_TIME  # noqa: E402,F401  (the one module of metric names)
@@ -104,66 +102,30 @@ class RunResult:
 
 def read_metrics(path: Path) -> dict[int, dict]:
     """verl's JSONL file logger: one ``{"step": s, "data": {...}}`` per line; merged per step."""
-    steps: dict[int, dict] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                record = json.loads(line)
-                steps.setdefault(record["step"], {}).update(record["data"])
-    return steps
+    return harness.read_records(path)
 
 
 def run_training(
     argv: list[str], run_dir: Path, *, on_step=None, verbose: bool = False, timeout_s: float = 900
 ) -> RunResult:
-    """Run ``asympo-train`` in a subprocess; call ``on_step(step, metrics, seconds)`` as steps are logged."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    metrics_path = run_dir / "metrics.jsonl"
-    metrics_path.unlink(missing_ok=True)
-    log_path = run_dir / "train.log"
-    env = {
-        **os.environ,
-        "RAY_AUTH_MODE": "disabled",
-        "VERL_FILE_LOGGER_PATH": str(metrics_path),
-        "PYTHONUNBUFFERED": "1",
-    }
-    argv = [*argv, f"+ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH={metrics_path}"]
-    cmd = [sys.executable, "-m", "asympo_plugin.verl.launcher", *argv]
-    result = RunResult(returncode=-1, wall_s=0.0, log_path=log_path)
-    start = time.monotonic()
-    with open(log_path, "w") as log:
-        log.write("$ asympo-train " + " ".join(argv) + "\n")
-        log.flush()
-        # Own process group, so that stopping the demo also stops the Ray processes the job started.
-        proc = subprocess.Popen(
-            cmd,
-            stdout=None if verbose else log,
-            stderr=subprocess.STDOUT if not verbose else None,
-            env=env,
-            start_new_session=True,
-        )
-        seen: set[int] = set()
-        try:
-            while True:
-                done = proc.poll() is not None
-                for step, values in read_metrics(metrics_path).items():
-                    if step not in seen and (step == 0 or STEP_TIME in values):
-                        seen.add(step)
-                        result.arrival_s[step] = time.monotonic() - start
-                        if on_step is not None:
-                            on_step(step, values, result.arrival_s[step])
-                if done:
-                    break
-                if time.monotonic() - start > timeout_s:
-                    raise TimeoutError(f"training did not finish in {timeout_s:.0f}s; see {log_path}")
-                time.sleep(0.2)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-    result.returncode = proc.wait()
-    result.wall_s = time.monotonic() - start
-    result.metrics = read_metrics(metrics_path)
-    return result
+    """Run ``asympo-train`` in a subprocess (:func:`asympo_plugin.harness.run_job`: own process group,
+    everything it started stopped at the end, metrics of resumed attempts merged into ``metrics.jsonl``);
+    call ``on_step(step, metrics, seconds)`` as steps are logged."""
+    job = harness.run_job(
+        "asympo_plugin.verl.launcher",
+        argv,
+        run_dir,
+        timeout_s=timeout_s,
+        on_step=on_step,
+        step_done=lambda step, values: step == 0 or STEP_TIME in values,
+        verbose=verbose,
+        program="asympo-train",
+    )
+    if job.returncode == "timeout":
+        raise TimeoutError(f"training did not finish in {timeout_s:.0f}s; see {job.log_path}")
+    return RunResult(
+        returncode=job.returncode, wall_s=job.wall_s, metrics=job.metrics, arrival_s=job.arrival_s, log_path=job.log_path
+    )
 
 
 def _val_reward_key(metrics: dict) -> str | None:
@@ -254,9 +216,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="stream verl's full output")
     parser.add_argument("overrides", nargs="*", help="extra asympo-train overrides")
     args = parser.parse_args(argv)
-    # Stopping the demo (Ctrl-C, SIGTERM) must also stop the training job it started (see run_training).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    error = _check_args(args)
+    if error:
+        print(f"asympo-demo: error: {error}", file=sys.stderr)
+        return 2
+    # Stopping the demo (Ctrl-C, SIGTERM) also stops everything the training job started (harness.run_job).
+    with harness.stop_on_signals():
+        return _run(args)
 
+
+def _check_args(args) -> str | None:
+    """Bad demo arguments, refused before anything is prepared or started; None when fine."""
+    if args.steps < 1:
+        return f"--steps {args.steps}: the demo needs at least 1 training step (e.g. --steps 50)"
+    if args.out.exists() and not args.out.is_dir():
+        return f"--out {args.out} is a file; give a directory for the run (e.g. --out outputs/demo)"
+    from .verl.losses import assert_registered, registered_losses
+
+    assert_registered()
+    if args.loss not in registered_losses():
+        return f"--loss {args.loss}: unknown loss; registered losses: {', '.join(registered_losses())}"
+    bad = [o for o in args.overrides if "=" not in o]
+    if bad:
+        return f"{bad[0]!r} is not an override of the form key=value"
+    return None
+
+
+def _run(args) -> int:
     t0 = time.monotonic()
     task = prepare(args.cache_dir)
     prep_s = time.monotonic() - t0
@@ -268,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     result = run_training(overrides, run_dir, on_step=_progress(args.steps), verbose=args.verbose)
     if result.returncode != 0:
+        errors = [line for line in result.log_path.read_text().splitlines() if line.startswith("asympo-train: error")]
+        for line in errors:
+            print(line.replace("asympo-train", "asympo-demo", 1), file=sys.stderr)
         print(f"asympo demo: training FAILED (exit {result.returncode}); see {result.log_path}", file=sys.stderr)
         return result.returncode or 1
     summary = {"task_prep_s": round(prep_s, 1), **summarize(result)}

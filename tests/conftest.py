@@ -53,3 +53,12 @@ def actor_config(loss: str, *overrides: str):
 
     cfg, _, _ = build_config(["--dry-run", f"algorithm.loss={loss}", *VALID_OVERRIDES, *overrides])
     return omega_conf_to_dataclass(cfg.actor_rollout_ref.actor)
+
+
+# Hypothesis profiles: "ci" (make test: fast) and "fuzz" (make fuzz: >= 10,000 examples per test and loss).
+# Select with --hypothesis-profile=fuzz or ASYMPO_HYPOTHESIS_PROFILE=fuzz.
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("ci", max_examples=100, deadline=None, derandomize=True)
+_hypothesis_settings.register_profile("fuzz", max_examples=10_000, deadline=None, database=None)
+_hypothesis_settings.load_profile(os.environ.get("ASYMPO_HYPOTHESIS_PROFILE", "ci"))

@@ -7,17 +7,23 @@ finite, masked or non-finite tokens get exactly zero gradient, or the call fails
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from conftest import actor_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from asympo_plugin.core.policy_loss import PLUGIN_LOSSES, plugin_loss
 from asympo_plugin.verl.losses import compute_policy_loss_asympo, compute_policy_loss_spo
 
 AGG_MODES = ["token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
 LOSSES = {"asympo": compute_policy_loss_asympo, "spo": compute_policy_loss_spo}
-SPECIAL = [float("-inf"), float("nan"), float("inf"), -1e4, -1e-12, 0.0]
+SPECIAL = [float("-inf"), float("nan"), float("inf"), -1e4, -1e30, -1e-12, -1e-45, 0.0, 1.0, 1e4]
+DTYPES = [torch.float32, torch.bfloat16, torch.float16]
+# Example counts come from the hypothesis profile (tests/conftest.py): "ci" in make test, "fuzz" in make fuzz.
+FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
 @pytest.fixture(scope="module")
@@ -29,37 +35,62 @@ def configs():
 
 
 @st.composite
-def batches(draw):
+def batches(draw, min_len: int = 1):
+    """``(log_prob, advantages, mask, agg_mode)``: any shape (rows of length 0 and 1 included), any dtype."""
     bs = draw(st.integers(1, 6))
-    T = draw(st.integers(1, 8))
-    mask = torch.tensor(draw(st.lists(st.lists(st.booleans(), min_size=T, max_size=T), min_size=bs, max_size=bs)))
-    base = torch.tensor(draw(st.lists(st.lists(st.floats(-20, 0), min_size=T, max_size=T), min_size=bs, max_size=bs)))
-    n_special = draw(st.integers(0, bs * T))
-    for _ in range(n_special):
-        base[draw(st.integers(0, bs - 1)), draw(st.integers(0, T - 1))] = draw(st.sampled_from(SPECIAL))
-    adv_kind = draw(st.sampled_from(["zero", "random", "zero-sum"]))
+    T = draw(st.integers(min_len, 9))
+    mask_kind = draw(st.sampled_from(["random", "none", "all", "length-1", "prefix"]))
+    if mask_kind == "random":
+        mask = torch.tensor(draw(st.lists(st.lists(st.booleans(), min_size=T, max_size=T), min_size=bs, max_size=bs)))
+    else:
+        lengths = {
+            "none": [0] * bs,
+            "all": [T] * bs,
+            "length-1": [min(1, T)] * bs,
+            "prefix": draw(st.lists(st.integers(0, T), min_size=bs, max_size=bs)),
+        }[mask_kind]
+        mask = torch.arange(T)[None, :] < torch.tensor(lengths)[:, None]
+    mask = mask.reshape(bs, T).bool()
+    base = torch.tensor(draw(st.lists(st.lists(st.floats(-30, 0), min_size=T, max_size=T), min_size=bs, max_size=bs)))
+    base = base.reshape(bs, T)
+    if T:
+        for _ in range(draw(st.integers(0, bs * T))):
+            base[draw(st.integers(0, bs - 1)), draw(st.integers(0, T - 1))] = draw(st.sampled_from(SPECIAL))
+    adv_kind = draw(st.sampled_from(["zero", "random", "zero-sum", "extreme"]))
     if adv_kind == "zero":
         adv = torch.zeros(bs)
+    elif adv_kind == "extreme":
+        adv = torch.tensor(draw(st.lists(st.sampled_from([-1e4, -1.0, 0.0, 1e-8, 1e4]), min_size=bs, max_size=bs)))
     else:
         adv = torch.tensor(draw(st.lists(st.floats(-5, 5), min_size=bs, max_size=bs)))
         if adv_kind == "zero-sum":
             adv = adv - adv.mean()
-    dtype = draw(st.sampled_from([torch.float32, torch.bfloat16, torch.float16]))
+    dtype = draw(st.sampled_from(DTYPES))
     return base.to(dtype), adv[:, None].expand(bs, T).to(dtype), mask, draw(st.sampled_from(AGG_MODES))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=batches(), loss_name=st.sampled_from(sorted(LOSSES)))
+def _finite_metrics(metrics):
+    return all(isinstance(v, float) and math.isfinite(v) for v in metrics.values())
+
+
+@FUZZ
+@given(data=batches())
+@pytest.mark.parametrize("loss_name", sorted(LOSSES))
 def test_loss_and_gradient_stay_finite(configs, data, loss_name):
+    """verl's call site: the function verl's registry returns for the loss, aggregated by verl's agg_loss."""
+    from verl.trainer.ppo.core_algos import get_policy_loss_fn
+
     log_prob, adv, mask, agg = data
     log_prob = log_prob.clone().requires_grad_(True)
     cfg = configs[loss_name]
     cfg.global_batch_info.clear()
-    loss, metrics = LOSSES[loss_name](
+    fn = get_policy_loss_fn(loss_name)
+    assert fn is LOSSES[loss_name]
+    loss, metrics = fn(
         old_log_prob=None, log_prob=log_prob, advantages=adv, response_mask=mask, loss_agg_mode=agg, config=cfg
     )
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
-    assert all(isinstance(v, float) and v == v and abs(v) != float("inf") for v in metrics.values()), metrics
+    assert _finite_metrics(metrics), metrics
     (grad,) = torch.autograd.grad(loss, log_prob, allow_unused=True)
     if grad is not None:
         assert torch.isfinite(grad.float()).all()
@@ -67,6 +98,60 @@ def test_loss_and_gradient_stay_finite(configs, data, loss_name):
         assert (grad[dead] == 0).all()
     if (adv == 0).all():
         assert loss == 0
+
+
+@FUZZ
+@given(
+    data=batches(min_len=0),
+    asympo_eps=st.one_of(st.sampled_from([1e-8, 0.01, 1.0, 1e6]), st.floats(1e-6, 10)),
+    spo_neg_scale=st.one_of(st.sampled_from([1e-6, 0.5, 1.0]), st.floats(1e-6, 1.0)),
+    mask_dtype=st.sampled_from([torch.bool, torch.int64, torch.float32]),
+)
+@pytest.mark.parametrize("loss_name", PLUGIN_LOSSES)
+def test_core_plugin_loss_stays_finite(data, asympo_eps, spo_neg_scale, mask_dtype, loss_name):
+    """The framework-free core both adapters call (verl and OpenRLHF): finite loss matrix and gradient, zero
+    on masked and non-finite tokens, finite metrics; T = 0 included."""
+    log_prob, adv, mask, agg = data
+    log_prob = log_prob.clone().requires_grad_(True)
+    loss_mat, out_mask, metrics = plugin_loss(
+        loss_name,
+        log_prob,
+        adv,
+        mask.to(mask_dtype),
+        loss_agg_mode=agg,
+        asympo_eps=asympo_eps,
+        spo_neg_scale=spo_neg_scale,
+        asympo_allow_unbalanced_agg=True,
+    )
+    assert loss_mat.shape == log_prob.shape and loss_mat.dtype == torch.float32
+    assert torch.equal(out_mask, mask)
+    assert torch.isfinite(loss_mat).all()
+    dead = ~mask | ~torch.isfinite(log_prob.detach().float())
+    assert (loss_mat[dead] == 0).all()
+    assert _finite_metrics(metrics), metrics
+    total = (loss_mat * out_mask).sum() / out_mask.sum().clamp(min=1)  # any framework's masked mean
+    (grad,) = torch.autograd.grad(total, log_prob, allow_unused=True)
+    if grad is not None:
+        assert torch.isfinite(grad.float()).all() and (grad[dead] == 0).all()
+    if (adv == 0).all():
+        assert (loss_mat == 0).all()
+
+
+@FUZZ
+@given(
+    bad=st.one_of(st.sampled_from([0.0, -1.0, float("nan"), float("inf"), float("-inf")]), st.floats(max_value=0)),
+    loss_name=st.sampled_from(PLUGIN_LOSSES),
+    data=batches(),
+)
+def test_core_refuses_bad_settings_clearly(bad, loss_name, data):
+    """A bad setting reaching the core directly fails with the setting named, never a NaN loss."""
+    from asympo_plugin.core.fields import LossConfigError
+
+    log_prob, adv, mask, _ = data
+    name = "asympo_eps" if loss_name == "asympo" else "spo_neg_scale"
+    settings_ = {"asympo_eps": 0.01, "spo_neg_scale": 0.5, name: bad}
+    with pytest.raises(LossConfigError, match=name):
+        plugin_loss(loss_name, log_prob, adv, mask, loss_agg_mode="seq-mean-token-mean", **settings_)
 
 
 @pytest.mark.parametrize("loss_name", sorted(LOSSES))

@@ -9,7 +9,8 @@ Per micro-batch, with ``m_i`` the current mean token NLL of response ``i`` and `
 * ``pos_nll`` / ``neg_nll``: mean ``m_i`` over responses with ``A_i > 0`` / ``A_i < 0``;
   a micro-batch without such responses reports the micro-batch's mean ``m_i`` (neutral, so that
   verl's mean over micro-batches and data-parallel ranks stays finite and every rank logs the same keys).
-* ``nll_ratio`` = ``neg_nll / pos_nll`` (1 when balanced; > 1 when negatives dominate).
+* ``nll_ratio`` = ``neg_nll / pos_nll`` (1 when balanced; > 1 when negatives dominate; capped at
+  :data:`NLL_RATIO_CAP`, reached only when the positives are near-deterministic, ``pos_nll`` ~ 0).
 * ``balance_residual_naive`` = ``|sum_i A_i m_i| / sum_i |A_i| m_i``: how far the naive objective's
   per-response contributions are from summing to zero (0 = balanced, 1 = one-sided).
 * ``balance_residual`` = the same for the loss in use, with its real per-response forward
@@ -25,6 +26,11 @@ import torch
 from . import metrics as names
 from .fields import RESPONSE_BALANCED_AGG_MODES
 from .losses import response_advantage, response_mean
+
+
+NLL_RATIO_CAP = 1e6
+# The diagnostics are computed in float64 on the per-response vectors (cheap): float32 overflows for
+# extreme but finite NLLs (a ratio to a denormal pos_nll, sums of ~1e30 NLLs times large advantages).
 
 
 def _residual(contrib: torch.Tensor) -> float:
@@ -57,6 +63,7 @@ def scale_metrics(
     Responses without valid tokens (``lengths == 0``) are left out.
     """
     with torch.no_grad():
+        mean_nll, adv = mean_nll.double(), adv.double()
         present = lengths > 0
         pos, neg = present & (adv > 0), present & (adv < 0)
         overall = mean_nll[present].mean() if present.any() else mean_nll.new_zeros(())
@@ -66,11 +73,11 @@ def scale_metrics(
         metrics = {
             key(names.POS_NLL): float(pos_nll),
             key(names.NEG_NLL): float(neg_nll),
-            key(names.NLL_RATIO): float(neg_nll / pos_nll) if pos_nll > 0 else 1.0,
+            key(names.NLL_RATIO): min(float(neg_nll / pos_nll), NLL_RATIO_CAP) if pos_nll > 0 else 1.0,
             key(names.BALANCE_RESIDUAL_NAIVE): _residual(adv[present] * mean_nll[present]),
         }
         if response_scale is not None and loss_agg_mode is not None:
             agg_weight = 1.0 if loss_agg_mode in RESPONSE_BALANCED_AGG_MODES else lengths.to(mean_nll.dtype)
-            contrib = adv * response_scale.float() * mean_nll * agg_weight
+            contrib = adv * response_scale.double() * mean_nll * agg_weight
             metrics[key(names.BALANCE_RESIDUAL)] = _residual(contrib[present])
         return metrics

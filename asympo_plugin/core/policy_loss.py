@@ -21,7 +21,7 @@ import torch
 
 from . import metrics as names
 from .diagnostics import response_stats, scale_metrics
-from .fields import check_agg_mode
+from .fields import check_agg_mode, check_asympo_eps, check_spo_neg_scale
 from .losses import asympo_loss_mat, spo_loss_mat
 
 logger = logging.getLogger(__name__)
@@ -91,11 +91,13 @@ def plugin_loss(
     present = lengths > 0
     if loss_mode == "asympo":
         check_agg_mode(loss_mode, loss_agg_mode, asympo_allow_unbalanced_agg)
+        check_asympo_eps(asympo_eps)  # the launchers check it too; a direct caller gets the same error
         loss_mat, scale, floored = asympo_loss_mat(log_prob, advantages, valid, asympo_eps)
         metrics = scale_metrics(mean_nll, adv, lengths, prefix, loss_agg_mode, 1.0 / scale)
         metrics[names.floored_key(prefix)] = float(floored[present].float().mean()) if present.any() else 0.0
         metrics.update(_quantiles(scale, present, prefix))
     elif loss_mode == "spo":
+        check_spo_neg_scale(spo_neg_scale)
         loss_mat, weight = spo_loss_mat(log_prob, advantages, valid, spo_neg_scale)
         metrics = scale_metrics(mean_nll, adv, lengths, prefix, loss_agg_mode, weight)
     else:

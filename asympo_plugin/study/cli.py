@@ -29,7 +29,41 @@ def _say(message: str) -> None:
 
 
 def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in text.split(",") if x.strip())
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers, e.g. 1,2,3") from None
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give non-negative integers, e.g. 0,1,4")
+    return values
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: needs at least 1 (e.g. --steps 40)")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text}: the learning rate must be a finite number > 0 (e.g. 5e-4)")
+    return value
+
+
+def _override(text: str) -> str:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not of the form KEY=VALUE (e.g. trainer.test_freq=5)")
+    return text
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -53,14 +87,15 @@ def _parser() -> argparse.ArgumentParser:
         help="the harder setting: lr 2e-3 with a 10-step warm-up instead of the demo's lr 5e-4 (see docs/RESULTS.md)",
     )
     run.add_argument("--out", type=Path, help="sweep directory (default runs/study[-quick][-hard])")
-    run.add_argument("--steps", type=int, help="override the preset's training steps")
+    run.add_argument("--steps", type=_positive_int, help="override the preset's training steps")
     run.add_argument("--seeds", type=_ints, help="override the preset's seeds, e.g. 1,2,3")
     run.add_argument("--staleness", type=_ints, help="override the preset's staleness levels, e.g. 0,1,2,4")
     run.add_argument("--methods", type=_names, help="override the preset's methods, e.g. asympo,naive")
-    run.add_argument("--lr", type=float, help="override the preset's learning rate")
+    run.add_argument("--lr", type=_positive_float, help="override the preset's learning rate")
     run.add_argument(
         "--override",
         action="append",
+        type=_override,
         default=[],
         metavar="KEY=VALUE",
         help="asympo-train override for every cell (repeatable); use a separate --out per setting",
@@ -200,8 +235,11 @@ def cmd_compare(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..harness import stop_on_signals
+
     args = _parser().parse_args(argv)
-    return cmd_run(args) if args.command == "run" else cmd_compare(args)
+    with stop_on_signals():  # SIGTERM/SIGINT end the running cell's whole job (harness.run_job)
+        return cmd_run(args) if args.command == "run" else cmd_compare(args)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
+from .. import harness
 from ..demo import read_metrics, train_overrides
 from .analysis import STEP_TIME, Run, summarize
 from .matrix import Cell, Preset, cell_overrides, pipeline_for
@@ -74,41 +71,16 @@ def run_cell(
     run_dir = cell.run_dir(root)
     argv = cell_argv(cell, preset, task, run_dir)
     shutil.rmtree(run_dir, ignore_errors=True)
-    run_dir.mkdir(parents=True)
-    env = {
-        **os.environ,
-        "RAY_AUTH_MODE": "disabled",
-        "PYTHONUNBUFFERED": "1",
-        "VERL_FILE_LOGGER_PATH": str(run_dir / "metrics.jsonl"),
+    # harness.run_job: own process group, every process it started stopped at the end or on a timeout.
+    job = harness.run_job(
+        "asympo_plugin.study.train",
+        argv,
+        run_dir,
+        timeout_s=timeout_s or 300 + 6 * preset.steps,
         # verl's own losses (the baselines) log the same scale diagnostics as the plugin's.
-        "ASYMPO_BUILTIN_DIAGNOSTICS": "1",
-    }
-    timeout_s = timeout_s or 300 + 6 * preset.steps
-    start = time.monotonic()
-    with open(run_dir / "train.log", "w") as log:
-        log.write("$ python -m asympo_plugin.study.train " + " ".join(argv) + "\n")
-        log.flush()
-        # Its own process group: on a timeout or an interrupt, the whole job (Ray included) is stopped.
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "asympo_plugin.study.train", *argv],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-        try:
-            rc = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            rc = "timeout"
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-    wall = time.monotonic() - start
-    metrics = read_metrics(run_dir / "metrics.jsonl")
+        env={"ASYMPO_BUILTIN_DIAGNOSTICS": "1"},
+    )
+    rc, wall, metrics = job.returncode, job.wall_s, job.metrics
     if rc != 0:
         return False, wall, f"FAILED (exit {rc}); see {run_dir / 'train.log'}"
     if not complete_steps(metrics, preset.steps):

@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     try:
         cfg, pipeline, _ = launcher.build_config(rest)
+        launcher.check_files(cfg)
     except (launcher.LauncherError, LossConfigError) as e:
         print(f"asympo-study-train: error: {e}", file=sys.stderr)
         return 2
