@@ -124,7 +124,11 @@ def run_training(
     if job.returncode == "timeout":
         raise TimeoutError(f"training did not finish in {timeout_s:.0f}s; see {job.log_path}")
     return RunResult(
-        returncode=job.returncode, wall_s=job.wall_s, metrics=job.metrics, arrival_s=job.arrival_s, log_path=job.log_path
+        returncode=job.returncode,
+        wall_s=job.wall_s,
+        metrics=job.metrics,
+        arrival_s=job.arrival_s,
+        log_path=job.log_path,
     )
 
 

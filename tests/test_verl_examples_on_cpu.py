@@ -147,7 +147,9 @@ def test_options_and_overrides_in_any_order(capsys):
 @pytest.mark.parametrize("name", ["ppo_megatron_trainer", "ppo_megatron_trainer.yaml"])
 @pytest.mark.parametrize("path_flag", ["--config-path=config", "-cp=config", "--config-path=pkg://verl.trainer.config"])
 def test_config_path_and_name_resolve_as_hydra_does_for_verls_entry(capsys, name, path_flag):
-    rc, out, err = _run(capsys, path_flag, f"--config-name={name}", "algorithm.loss=asympo", "--cfg", "job", *VALID_OVERRIDES)
+    rc, out, err = _run(
+        capsys, path_flag, f"--config-name={name}", "algorithm.loss=asympo", "--cfg", "job", *VALID_OVERRIDES
+    )
     assert rc == 0, err
     assert yaml.safe_load(out)["actor_rollout_ref"]["actor"]["strategy"] == "megatron"
 
@@ -177,7 +179,12 @@ def test_cfg_job_with_package_prints_one_node_translated(capsys):
 
 def test_hydra_overrides_are_composed_and_shown_by_cfg_hydra(capsys, tmp_path):
     rc, out, err = _run(
-        capsys, "--cfg", "hydra", f"hydra.run.dir={tmp_path}/run", "hydra.job.chdir=true", "algorithm.loss=asympo",
+        capsys,
+        "--cfg",
+        "hydra",
+        f"hydra.run.dir={tmp_path}/run",
+        "hydra.job.chdir=true",
+        "algorithm.loss=asympo",
         *VALID_OVERRIDES,
     )
     assert rc == 0, err

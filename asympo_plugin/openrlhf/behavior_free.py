@@ -31,16 +31,17 @@ from .edits import method_edits
 
 # (old, new) text edits of make_experience's own source: exactly the hunks of the diff in patches/
 # (written at the file's indentation; method_edits strips the class level).
-MAKE_EXPERIENCE_EDITS = method_edits([
-    (
-        """        # Actor model (receives mm_train_inputs_list for VLM)
+MAKE_EXPERIENCE_EDITS = method_edits(
+    [
+        (
+            """        # Actor model (receives mm_train_inputs_list for VLM)
         action_log_probs_ref = self._dispatch_forward(
             self.actor_model_group,
             args.train.colocate_all or args.train.colocate_actor_ref,
             **vlm_forward_kwargs,
         )
 """,
-        """        # Actor model (receives mm_train_inputs_list for VLM)
+            """        # Actor model (receives mm_train_inputs_list for VLM)
         # asympo-plugin: a behavior-free policy loss reads no old log-probs; the actor's forward is skipped.
         from asympo_plugin.core.policy_loss import is_behavior_free
 
@@ -55,27 +56,28 @@ MAKE_EXPERIENCE_EDITS = method_edits([
                 **vlm_forward_kwargs,
             )
 """,
-    ),
-    (
-        """            else:
+        ),
+        (
+            """            else:
                 kl = torch.zeros_like(action_log_probs, dtype=action_log_probs.dtype, device=device)
                 logprobs_diff = torch.zeros_like(action_log_probs, dtype=action_log_probs.dtype, device=device)
 """,
-        """            else:
+            """            else:
                 like = samples.action_mask.float() if behavior_free else action_log_probs
                 kl = torch.zeros_like(like, dtype=like.dtype, device=device)
                 logprobs_diff = torch.zeros_like(like, dtype=like.dtype, device=device)
 """,
-    ),
-    (
-        """            samples.info["logprobs_diff"] = logprobs_diff_mean
+        ),
+        (
+            """            samples.info["logprobs_diff"] = logprobs_diff_mean
 """,
-        """            samples.info["logprobs_diff"] = logprobs_diff_mean
+            """            samples.info["logprobs_diff"] = logprobs_diff_mean
             if behavior_free:
                 samples.info["behavior_free/old_log_prob_skipped"] = torch.ones(len(samples.sequences))
 """,
-    ),
-])
+        ),
+    ]
+)
 
 
 def _make_experience_without_old_log_probs(original):

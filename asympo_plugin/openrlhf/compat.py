@@ -27,7 +27,9 @@ def check_openrlhf() -> str:
     """The installed OpenRLHF version, or :class:`OpenRLHFVersionError` naming the release to install."""
     version = installed_version(DISTRIBUTION)
     if version is None:
-        raise OpenRLHFVersionError(f"asympo-openrlhf needs OpenRLHF {SUPPORTED}, which is not installed: {INSTALL_HINT}.")
+        raise OpenRLHFVersionError(
+            f"asympo-openrlhf needs OpenRLHF {SUPPORTED}, which is not installed: {INSTALL_HINT}."
+        )
     if version not in VERSIONS:
         raise OpenRLHFVersionError(
             f"asympo-openrlhf supports OpenRLHF {SUPPORTED} only (its patches hash that release's source), found "

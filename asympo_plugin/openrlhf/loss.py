@@ -24,6 +24,7 @@ from ..core import fields
 from ..core.policy_loss import PLUGIN_LOSSES, plugin_loss
 from .settings import FLAG, check_loss_settings
 
+
 class AsympoPolicyLoss(PolicyLoss):
     """``asympo`` or ``spo`` behind OpenRLHF's ``PolicyLoss`` interface (the same forward signature and 5-tuple).
 

@@ -30,7 +30,6 @@ from .compat import DISTRIBUTION, INSTALL_HINT, VERSIONS
 OLD_LOG_PROB_METRICS = ("ppo_clip_ratio", "ppo_kl")
 
 
-
 def _init_with_plugin_loss(original):
     from .loss import AsympoPolicyLoss  # ppo_actor (hence openrlhf.models) is imported by now
 

@@ -247,9 +247,7 @@ def compose(
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=os.path.abspath(config_path), version_base=None):
-            return hydra_compose(
-                config_name=config_name, overrides=overrides, return_hydra_config=return_hydra_config
-            )
+            return hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=return_hydra_config)
     except Exception as e:  # hydra's errors are precise; keep them, add where they came from
         raise LauncherError(f"could not compose config '{config_name}' from {config_path}: {e}") from e
 

@@ -27,7 +27,13 @@ def _grad(fn, log_prob):
 def _core_reference(loss_type, agg, log_prob, adv, mask):
     """The core's loss matrix with the textbook reduction of each mode (over the whole batch)."""
     loss_mat, m, _ = plugin_loss(
-        loss_type, log_prob, adv, mask, loss_agg_mode=agg, asympo_eps=0.01, spo_neg_scale=0.5,
+        loss_type,
+        log_prob,
+        adv,
+        mask,
+        loss_agg_mode=agg,
+        asympo_eps=0.01,
+        spo_neg_scale=0.5,
         asympo_allow_unbalanced_agg=True,
     )
     m = m.float()

@@ -68,14 +68,24 @@ def test_make_experience_is_openrlhf_source_plus_the_edits():
         (["--actor.policy_loss_type", "foo"], "unknown"),
         (["--actor.policy_loss_type", "ppo", "--actor.asympo_eps", "0.1"], "setting of asympo"),
         (["--actor.policy_loss_type", "asympo", "--actor.asympo_eps", "-1", "--algo.kl.init_coef", "0"], "asympo_eps"),
-        (["--actor.policy_loss_type", "spo", "--actor.spo_neg_scale", "2", "--algo.kl.init_coef", "0"], "spo_neg_scale"),
+        (
+            ["--actor.policy_loss_type", "spo", "--actor.spo_neg_scale", "2", "--algo.kl.init_coef", "0"],
+            "spo_neg_scale",
+        ),
         (["--actor.policy_loss_type", "asympo"], "algo.kl.use_loss"),
         (
             ["--actor.policy_loss_type", "asympo", "--algo.kl.use_loss", "--algo.kl.unbiased_gradient"],
             "unbiased_gradient",
         ),
         (
-            ["--actor.policy_loss_type", "spo", "--algo.kl.init_coef", "0", "--algo.advantage.is_correction_level", "token"],
+            [
+                "--actor.policy_loss_type",
+                "spo",
+                "--algo.kl.init_coef",
+                "0",
+                "--algo.advantage.is_correction_level",
+                "token",
+            ],
             "is_correction_level",
         ),
         (
@@ -93,8 +103,14 @@ def test_launcher_refuses_before_ray(argv, match, capsys):
 
 
 def test_launcher_defaults_asympo_to_balanced_aggregation():
-    args = launcher.parse_args(["--actor.policy_loss_type", "asympo", "--algo.kl.init_coef", "0", "--actor.model_name_or_path", "x"])
-    assert (args.actor.policy_loss_type, args.actor.loss_agg_mode, args.actor.asympo_eps) == ("asympo", "seq-mean-token-mean", 0.01)
+    args = launcher.parse_args(
+        ["--actor.policy_loss_type", "asympo", "--algo.kl.init_coef", "0", "--actor.model_name_or_path", "x"]
+    )
+    assert (args.actor.policy_loss_type, args.actor.loss_agg_mode, args.actor.asympo_eps) == (
+        "asympo",
+        "seq-mean-token-mean",
+        0.01,
+    )
 
 
 def test_launcher_refuses_another_openrlhf(monkeypatch, capsys):

@@ -64,22 +64,24 @@ SYNCHRONIZE_PATCH = Patch(
 
 # --------------------------------------------------------------------------------------- DeepSpeed setup
 
-SETUP_DISTRIBUTED_EDITS = method_edits([
-    (
-        """        if local_rank != -1:
+SETUP_DISTRIBUTED_EDITS = method_edits(
+    [
+        (
+            """        if local_rank != -1:
             torch.cuda.set_device(local_rank)
 """,
-        """        if local_rank != -1:
+            """        if local_rank != -1:
             pass  # asympo-plugin CPU: no CUDA device to select
 """,
-    ),
-    (
-        """        self.ds_device_mesh = init_device_mesh(
+        ),
+        (
+            """        self.ds_device_mesh = init_device_mesh(
             "cuda", (dp_size""",
-        """        self.ds_device_mesh = init_device_mesh(
+            """        self.ds_device_mesh = init_device_mesh(
             "cpu", (dp_size""",
-    ),
-])
+        ),
+    ]
+)
 
 SETUP_DISTRIBUTED_PATCH = Patch(
     name="openrlhf_cpu_setup_distributed",
@@ -91,17 +93,19 @@ SETUP_DISTRIBUTED_PATCH = Patch(
     **_OPENRLHF,
 )
 
-TORCH_ADAM_EDITS = method_edits([
-    (
-        """                "type": "AdamW",
+TORCH_ADAM_EDITS = method_edits(
+    [
+        (
+            """                "type": "AdamW",
                 "params": {
 """,
-        """                "type": "AdamW",
+            """                "type": "AdamW",
                 "params": {
                     "torch_adam": True,  # asympo-plugin CPU: torch's AdamW, not DeepSpeed's JIT-compiled FusedAdam
 """,
-    ),
-])
+        ),
+    ]
+)
 
 TORCH_ADAM_PATCH = Patch(
     name="openrlhf_cpu_torch_adam",
@@ -136,6 +140,7 @@ NO_SHM_OP_PATCH = Patch(
     make_replacement=_no_shm_op,
     **_DEEPSPEED,
 )
+
 
 def _replay_buffer_on_cpu(original):
     # Not recompiled: NaiveReplayBuffer.__init__ calls zero-argument super(). While it runs,
@@ -191,7 +196,9 @@ def _broadcast_to_vllm_cpu(original):
             data = param.data.detach().contiguous()
             payload = (name, data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
             refs = [
-                engine.update_weight.remote(payload, dtype=data.dtype, shape=tuple(data.shape), empty_cache=count == len(params))
+                engine.update_weight.remote(
+                    payload, dtype=data.dtype, shape=tuple(data.shape), empty_cache=count == len(params)
+                )
                 for engine in self.vllm_engines
             ]
             ray.get(refs)
