@@ -338,7 +338,8 @@ def measured_staleness(run: Run) -> dict:
         if counts and per_step:
             previous = 0.0
             for _, v in counts:
-                fractions.append((v - previous) / (float(per_step) * float(n)))
+                # clamped: verl can log two records under one step number, which then merge
+                fractions.append(min(1.0, max(0.0, (v - previous) / (float(per_step) * float(n)))))
                 previous = v
         steady = fractions[int(math.ceil(bound or 0)) :] or fractions
         return {
