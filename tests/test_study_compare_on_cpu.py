@@ -44,7 +44,7 @@ def _write_tensorboard(folder: Path, *, collapse: bool, rollout_log_probs: bool)
 def test_recorded_jsonl_run_reads_as_recorded():
     run = load_run(RECORDED)
     assert run.train_steps() == [1, 2, 3, 4, 5]
-    assert run.method == "asympo (grpo adv.)"
+    assert run.method == "asympo" and run.label == "asympo (grpo adv.)"
     s = summarize(run)
     assert s["staleness"]["key"] == "asympo/staleness/mean"
     assert s["staleness"]["steady"] == 2.0 and s["staleness"]["max"] == 2.0

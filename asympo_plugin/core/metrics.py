@@ -46,3 +46,8 @@ OLD_LOG_PROB_SKIPPED = "behavior_free/old_log_prob_skipped"
 # (per micro-batch, from the update's own forward): different measurements, different names.
 ENTROPY = "actor/entropy"
 ENTROPY_UPDATE = "actor/entropy_update_forward"
+# verl's own metrics the study reads for user runs.
+GRAD_NORM = "actor/grad_norm"
+VERL_STALENESS = "training/off_policy/trajectory_staleness/mean"  # verl V1 trainer, per trajectory
+FULLY_ASYNC_STALE_TRAJ = "fully_async/count/stale_trajectory_processed"  # cumulative count
+FULLY_ASYNC_PARAM_VERSION = "fully_async/count/current_param_version"

@@ -10,8 +10,10 @@ reward PNG and one scale-diagnostics PNG per staleness level, and ``summary.json
 ``compare`` makes the same table and plots from existing verl runs: each RUN is a JSONL file from
 verl's ``file`` logger, a TensorBoard event file, or a directory holding one (a ``config.yaml`` or
 ``.hydra/config.yaml`` next to it tells the method and whether rollout log-probs were shipped).
-Runs are grouped by method (from the config, else the name without a ``_seedN`` suffix) and by
-the staleness measured in their metrics.
+Runs are grouped by method (from the resolved config: loss mode, bypass mode, rollout log-probs,
+advantage estimator; ``--config`` per run when it is elsewhere; only without any config, the name
+without a ``_seedN`` suffix, with a warning) and by staleness (verl's metrics or the pipeline's
+structure: one-step-off = 1, fully-async = its bound; never the directory name).
 """
 
 from __future__ import annotations
@@ -106,6 +108,15 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("runs", nargs="+", type=Path, help="verl JSONL logs, TensorBoard event files, or run dirs")
     compare.add_argument("--out", type=Path, default=Path("runs/compare"), help="where report.md and PNGs go")
     compare.add_argument("--title", default="Head-to-head comparison of verl runs")
+    compare.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="YAML",
+        help="a run's resolved verl config, once per RUN in the same order (for runs without a config.yaml or "
+        ".hydra/config.yaml next to their log); 'none' keeps that run's own",
+    )
     return parser
 
 
@@ -219,11 +230,22 @@ def cmd_compare(args) -> int:
     from .analysis import load_run
     from .report import ratios_text, write_report
 
+    if args.config and len(args.config) != len(args.runs):
+        print(
+            f"asympo-compare: error: {len(args.config)} --config for {len(args.runs)} runs; give one per run, "
+            "in the runs' order ('--config none' for a run whose config sits next to its log)",
+            file=sys.stderr,
+        )
+        return 2
+    configs = [None if str(c) == "none" else c for c in args.config] or [None] * len(args.runs)
     try:
-        runs = [load_run(path) for path in args.runs]
+        runs = [load_run(path, config_path=config) for path, config in zip(args.runs, configs)]
     except (FileNotFoundError, ValueError) as e:
         print(f"asympo-compare: error: {e}", file=sys.stderr)
         return 2
+    unverified = [r.name for r in runs if r.extra.get("method_source")]
+    if unverified:
+        _say(f"asympo-compare: no resolved config for {unverified}: method taken from the name (pass --config)")
     written = write_report(
         runs, args.out, title=args.title, command="asympo-compare " + " ".join(map(shlex.quote, sys.argv[1:]))
     )

@@ -1,8 +1,10 @@
 """Tables (markdown) and plots (PNG) of a set of runs, grouped by staleness level and method.
 
 Used by both ``asympo-compare run`` (the study's own matrix) and ``asympo-compare compare`` (a user's
-verl logs). Each table row aggregates one method's seeds at one staleness level: mean, and the
-spread over seeds (sample standard deviation, shown when there are 2 or more seeds).
+verl logs). Each table row aggregates one method's seeds at one staleness level: the mean over seeds
+with its 95% percentile-bootstrap interval (``analysis.bootstrap_ci``; shown with 2 or more seeds).
+Every collapsed run gets a mechanism table and plot (``analysis.mechanism``). The definitions are
+fixed in docs/STUDY_METHOD.md.
 """
 
 from __future__ import annotations
@@ -13,13 +15,18 @@ import statistics
 from pathlib import Path
 
 from .analysis import (
+    BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_SEED,
     COLLAPSE_FRACTION,
+    MECHANISM_KEYS,
     COLLAPSE_MIN_PEAK,
     REWARD,
     REWARD_THRESHOLD,
     SCALE_KEYS,
     WINDOW,
     Run,
+    bootstrap_ci,
+    mechanism,
     summarize,
     trailing_mean,
 )
@@ -29,9 +36,16 @@ REFERENCE_METHOD = "grpo_sync"  # the study's on-policy reference, repeated in e
 
 
 def level_of(run: Run, summary: dict) -> int | str:
-    """The staleness level a run belongs to: asked for (study runs) or measured (user runs)."""
+    """The staleness level a run belongs to: asked for (study runs), else measured or structural (user runs).
+
+    A fully-async run belongs to its bound (``staleness_threshold + 1``): verl logs how many trajectories
+    were stale, not by how much, so the table's staleness column shows that fraction next to the bound.
+    """
     if run.staleness is not None:
         return run.staleness
+    if summary["staleness"].get("pipeline") == "fully-async":
+        bound = summary["staleness"].get("bound")
+        return UNKNOWN if bound is None else int(round(bound))
     steady = summary["staleness"]["steady"]
     return UNKNOWN if steady is None else int(round(steady))
 
@@ -56,10 +70,12 @@ def _stats(values: list) -> tuple[float | None, float | None]:
 
 
 def _fmt(values: list, spec: str = ".3f") -> str:
-    mean, spread = _stats(values)
+    """Mean over seeds and its 95% bootstrap interval ``[low, high]`` (2 or more seeds)."""
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    mean, low, high = bootstrap_ci(values)
     if mean is None:
         return "–"
-    return format(mean, spec) + (f" ± {format(spread, spec)}" if spread is not None else "")
+    return format(mean, spec) + (f" [{format(low, spec)}, {format(high, spec)}]" if low is not None else "")
 
 
 def _fmt_threshold(values: list) -> str:
@@ -78,19 +94,27 @@ def _fmt_bytes(summaries: list[dict]) -> str:
     return text if sources == {"config"} else f"{text} (from {'/'.join(sorted(sources))})"
 
 
+def _staleness_source(staleness: list[dict]) -> str:
+    """Where the staleness came from, when it is not the plugin's per-trajectory metric."""
+    keys = sorted({str(s["key"]) for s in staleness} - {"asympo/staleness/mean"})
+    return f" ({'; '.join(keys)})" if keys else ""
+
+
 COLUMNS = (
     "method",
     "seeds",
     "staleness measured (steady / max)",
     f"final reward (last {WINDOW})",
     f"best reward ({WINDOW}-step mean)",
+    "max drawdown",
     f"steps to reward {REWARD_THRESHOLD:g}",
     "collapsed",
     "s/step",
     "learner s/step (update_actor)",
     "old-log-prob s/step",
     "behavior log-prob bytes/token",
-    "final val reward (greedy)",
+    "final val reward (greedy, current policy)",
+    "best val reward (greedy)",
 )
 
 
@@ -105,9 +129,11 @@ def table_row(label: str, members: list[tuple[Run, dict]], note: str = "") -> li
     return [
         label + note,
         str(len(summaries)),
-        f"{_fmt([s['steady'] for s in staleness], '.2f')} / {_fmt([s['max'] for s in staleness], '.0f')}",
+        f"{_fmt([s['steady'] for s in staleness], '.2f')} / {_fmt([s['max'] for s in staleness], '.0f')}"
+        + _staleness_source(staleness),
         _fmt([s["final_reward"] for s in summaries]),
         _fmt([s["best_reward"] for s in summaries]),
+        _fmt([s["max_drawdown"] for s in summaries]),
         _fmt_threshold([s["steps_to_threshold"] for s in summaries]),
         collapse_text,
         _fmt([s["s_per_step"] for s in summaries], ".2f"),
@@ -115,6 +141,7 @@ def table_row(label: str, members: list[tuple[Run, dict]], note: str = "") -> li
         _fmt([s["old_log_prob_s_per_step"] for s in summaries], ".3f"),
         _fmt_bytes(summaries),
         _fmt([s["final_val_reward"] for s in summaries]),
+        _fmt([s["best_val_reward"] for s in summaries]),
     ]
 
 
@@ -172,7 +199,11 @@ CRITERIA = (
     f"are {WINDOW}-step trailing means. Times are medians over the steps after the first (verl's `timing_s/*`); "
     f"learner = `timing_s/update_actor`; old-log-prob = `timing_s/old_log_prob` (0 when the stage did not run). "
     f"Bytes/token: 4 (one fp32 log-prob per response token) when the rollout shipped log-probs "
-    f"(`actor_rollout_ref.rollout.calculate_log_probs`), else 0. Spread: standard deviation over seeds."
+    f"(`actor_rollout_ref.rollout.calculate_log_probs`), else 0. Max drawdown: the largest drop of the "
+    f"{WINDOW}-step trailing mean below its running peak. Val reward: verl's `val-core/.../mean@1` "
+    f"(current weights, greedy), next to the sampler's reward. Cells: mean over seeds [95% percentile "
+    f"bootstrap interval, {BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}]. "
+    f"Definitions: docs/STUDY_METHOD.md."
 )
 
 
@@ -276,6 +307,82 @@ def plot_scale(groups: dict, level, path: Path, labels: dict[str, str] | None = 
     plt.close(fig)
 
 
+def mechanism_table(found: dict) -> str:
+    """Markdown: one row per diagnostic, baseline-window mean, collapse-window mean, change, last value."""
+
+    def num(v):
+        return "not logged" if v is None else (f"{v:.4g}" if math.isfinite(v) else str(v))
+
+    lines = [
+        "| diagnostic | metric | baseline mean | collapse-window mean | change | last | changed? |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in found["rows"]:
+        lines.append(
+            f"| {r['label']} | `{r['key']}` | {num(r['baseline'])} | {num(r['collapse'])} | "
+            f"{'–' if r['change'] is None else num(r['change'])} | {num(r['last'])} | "
+            f"{'**yes**' if r['changed'] else 'no'} |"
+        )
+    return "\n".join(lines)
+
+
+def plot_mechanism(run: Run, collapse_step: int, path: Path, label: str = "") -> None:
+    """One run's diagnostics over time, the collapse step marked: reward, NLLs, residuals, s_i quantiles, floor, grad."""
+    plt = _plt()
+    panels = (
+        ("sampler reward", [(REWARD, "-", "reward")]),
+        ("token NLL", [(MECHANISM_KEYS[1][1], "-", "A > 0"), (MECHANISM_KEYS[2][1], "--", "A < 0")]),
+        ("balance residual", [(MECHANISM_KEYS[3][1], "-", "loss"), (MECHANISM_KEYS[4][1], "--", "naive")]),
+        ("s_i quantiles", [(k, "-", lab.split()[1]) for lab, k in MECHANISM_KEYS if lab.startswith("s_i")]),
+        ("floored fraction", [(MECHANISM_KEYS[-2][1], "-", "floored")]),
+        ("grad norm", [(MECHANISM_KEYS[-1][1], "-", "grad norm")]),
+    )
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6), squeeze=False)
+    for ax, (title, curves) in zip(axes.flat, panels):
+        drawn = False
+        for key, style, name in curves:
+            series = [(s, v) for s, v in run.series(key) if math.isfinite(v)]
+            if series:
+                ax.plot([s for s, _ in series], [v for _, v in series], style, label=name)
+                drawn = True
+        ax.axvline(collapse_step, color="red", alpha=0.5, lw=1)
+        ax.set_title(title + ("" if drawn else " (not logged)"), fontsize=9)
+        ax.grid(alpha=0.3)
+        if drawn and len(curves) > 1:
+            ax.legend(fontsize=7)
+    fig.suptitle(f"{label or run.name}: diagnostics around the collapse (red line: step {collapse_step})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def collapse_sections(groups: dict, out_dir: Path, labels: dict[str, str]) -> tuple[list[str], dict]:
+    """Markdown parts and PNG paths explaining every collapsed run."""
+    parts, files = [], {}
+    for level, methods in groups.items():
+        for method, members in methods.items():
+            for run, summary in members:
+                if not summary["collapsed"] or summary["collapse_step"] is None:
+                    continue
+                found = mechanism(run, summary["collapse_step"])
+                slug = "".join(c if c.isalnum() else "_" for c in f"{run.name}_staleness{level}")
+                path = out_dir / f"mechanism_{slug}.png"
+                plot_mechanism(run, summary["collapse_step"], path, f"{labels.get(method, method)}, {run.name}")
+                files[f"mechanism_{slug}"] = path
+                parts += [
+                    f"### {labels.get(method, method)}: {run.name} (staleness {level}), collapsed at step "
+                    f"{summary['collapse_step']} ({summary['collapse_reason']})",
+                    "",
+                    found["text"],
+                    "",
+                    mechanism_table(found),
+                    "",
+                    f"![{path.stem}]({path.name})",
+                    "",
+                ]
+    return parts, files
+
+
 # ---- timing ratios -------------------------------------------------------------------------------------
 
 
@@ -375,7 +482,7 @@ def write_report(
     if not runs:
         raise ValueError("no runs to report")
     out_dir.mkdir(parents=True, exist_ok=True)
-    labels = labels or {}
+    labels = {**{r.method: r.label for r in runs if r.method and r.label}, **(labels or {})}
     groups = group(runs)
     md_tables = tables(groups, labels)
     overview = overview_table(groups, labels)
@@ -394,6 +501,10 @@ def write_report(
         parts += [f"## Staleness {level}", "", table, ""]
     parts += ["## Plots", "", f"![rewards]({files['rewards'].name})", ""]
     parts += [f"![{name}]({path.name})" for name, path in files.items() if name != "rewards"]
+    explained, mechanism_files = collapse_sections(groups, out_dir, labels)
+    parts += ["", "## Collapses: the mechanism from the diagnostics", ""]
+    parts += explained or ["No run collapsed.", ""]
+    files.update(mechanism_files)
     report = out_dir / "report.md"
     report.write_text("\n".join(parts) + "\n")
     summary = {
