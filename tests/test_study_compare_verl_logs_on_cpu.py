@@ -18,7 +18,7 @@ import pytest
 
 from asympo_plugin.study.analysis import STALENESS, load_run, summarize
 from asympo_plugin.study.cli import main
-from asympo_plugin.study.report import group, level_of
+from asympo_plugin.study.report import level_of
 
 LOGS = Path(__file__).parent / "data" / "verl_logs"
 RUNS = {"sync": "sync_asympo", "one-step-off": "one_step_off_asympo", "fully-async": "fully_async_asympo"}

@@ -25,6 +25,7 @@ from ..core.metrics import REWARD, STALENESS, STEP_TIME  # noqa: E402,F401
 from ..core.metrics import UPDATE_ACTOR_TIME as UPDATE_ACTOR  # noqa: E402
 
 from ..core.metrics import VERL_STALENESS  # noqa: E402  (verl V1 trainer's own metric)
+
 SCALE_KEYS = tuple(
     names.scale_key(k) for k in (names.POS_NLL, names.NEG_NLL, names.BALANCE_RESIDUAL_NAIVE, names.BALANCE_RESIDUAL)
 )
@@ -223,16 +224,33 @@ def mechanism(run: Run, collapse_step: int, *, window: int = WINDOW) -> dict:
     for label, key in MECHANISM_KEYS:
         series = dict(run.series(key))
         if not series:
-            rows.append({"label": label, "key": key, "baseline": None, "collapse": None, "last": None,
-                         "change": None, "changed": False})
+            rows.append(
+                {
+                    "label": label,
+                    "key": key,
+                    "baseline": None,
+                    "collapse": None,
+                    "last": None,
+                    "change": None,
+                    "changed": False,
+                }
+            )
             missing.append(label)
             continue
         base = [series[s] for s in baseline if s in series and math.isfinite(series[s])]
         hit = [series[s] for s in after if s in series]
         last = series[max(series)]
-        row = {"label": label, "key": key, "baseline": statistics.mean(base) if base else None,
-               "collapse": statistics.mean(hit) if hit and all(math.isfinite(v) for v in hit) else
-               (math.nan if hit else None), "last": last, "change": None, "changed": False}
+        row = {
+            "label": label,
+            "key": key,
+            "baseline": statistics.mean(base) if base else None,
+            "collapse": statistics.mean(hit)
+            if hit and all(math.isfinite(v) for v in hit)
+            else (math.nan if hit else None),
+            "last": last,
+            "change": None,
+            "changed": False,
+        }
         if row["baseline"] is not None and row["collapse"] is not None:
             row["change"] = row["collapse"] - row["baseline"]
             sd = statistics.stdev(base) if len(base) > 1 else 0.0
@@ -241,16 +259,21 @@ def mechanism(run: Run, collapse_step: int, *, window: int = WINDOW) -> dict:
             if row["changed"]:
                 changed.append(row)
         rows.append(row)
-    where = (
-        f"steps {baseline[0]}-{baseline[-1]}" if baseline else "no steps"
-    ) + (" (fewer than a full window before the collapse)" if short else "")
+    where = (f"steps {baseline[0]}-{baseline[-1]}" if baseline else "no steps") + (
+        " (fewer than a full window before the collapse)" if short else ""
+    )
     if changed:
         parts = [
             f"{r['label']} {'rose' if r['change'] > 0 else 'fell'} from {r['baseline']:.4g} to {r['collapse']:.4g}"
-            if math.isfinite(r["change"]) else f"{r['label']} became non-finite"
+            if math.isfinite(r["change"])
+            else f"{r['label']} became non-finite"
             for r in changed
         ]
-        text = f"Around step {collapse_step} (baseline {where}, collapse steps {after[0]}-{after[-1]}): " + "; ".join(parts) + "."
+        text = (
+            f"Around step {collapse_step} (baseline {where}, collapse steps {after[0]}-{after[-1]}): "
+            + "; ".join(parts)
+            + "."
+        )
     else:
         text = f"Around step {collapse_step} (baseline {where}): none of the logged diagnostics changed."
     if missing:
@@ -343,7 +366,9 @@ def measured_staleness(run: Run) -> dict:
                 previous = v
         steady = fractions[int(math.ceil(bound or 0)) :] or fractions
         return {
-            "key": names.FULLY_ASYNC_STALE_TRAJ + " (stale fraction; lower bound)" if fractions else "config: fully-async",
+            "key": names.FULLY_ASYNC_STALE_TRAJ + " (stale fraction; lower bound)"
+            if fractions
+            else "config: fully-async",
             "mean": statistics.mean(fractions) if fractions else None,
             "steady": statistics.mean(steady) if steady else None,
             "max": bound,
