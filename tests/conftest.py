@@ -62,3 +62,8 @@ from hypothesis import settings as _hypothesis_settings  # noqa: E402
 _hypothesis_settings.register_profile("ci", max_examples=100, deadline=None, derandomize=True)
 _hypothesis_settings.register_profile("fuzz", max_examples=10_000, deadline=None, database=None)
 _hypothesis_settings.load_profile(os.environ.get("ASYMPO_HYPOTHESIS_PROFILE", "ci"))
+
+
+# tests/openrlhf_adapter runs in OpenRLHF's own venv (`make test` calls it there). In verl's venv pytest must not
+# collect it: its conftest would also be imported as the module `conftest` and shadow this one.
+collect_ignore = [] if __import__("importlib.util").util.find_spec("openrlhf") else ["openrlhf_adapter"]
