@@ -85,14 +85,18 @@ def recorded(request, task, tmp_path_factory):
     return name, staleness, record, result
 
 
-def _versions(record: Path) -> list[dict[str, torch.Tensor]]:
-    """The actor's distinct publications in order: index = policy version (updates applied)."""
-    out, last = [], None
+def _distinct_publications(record: Path) -> list[dict]:
+    """The actor's publications, consecutive identical ones dropped: index = policy version (updates applied)."""
+    out = []
     for entry in _jsonl(record / "published.jsonl"):
-        if entry["checksums"] != last:
-            out.append(torch.load(record / "published" / f"{entry['n']}.pt"))
-            last = entry["checksums"]
+        if not out or entry["checksums"] != out[-1]["checksums"]:
+            out.append(entry)
     return out
+
+
+def _versions(record: Path) -> list[dict[str, torch.Tensor]]:
+    """The state dict of every policy version, in order."""
+    return [torch.load(record / "published" / f"{e['n']}.pt") for e in _distinct_publications(record)]
 
 
 def _recompute(model, state_dict, prompt_ids, response_ids, temperature):
@@ -143,12 +147,7 @@ def test_samples_come_from_exactly_the_stamped_version(task, recorded):
 
 def test_every_sync_delivers_every_tensor_of_the_stamped_version(recorded):
     name, _, record, _ = recorded
-    published = {}
-    last = None
-    for entry in _jsonl(record / "published.jsonl"):
-        if entry["checksums"] != last:
-            published[len(published)] = entry["checksums"]
-            last = entry["checksums"]
+    published = [e["checksums"] for e in _distinct_publications(record)]
     syncs = _jsonl(record / "syncs_0.jsonl")
     assert len(syncs) >= 3
     for sync in syncs:
