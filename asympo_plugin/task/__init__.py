@@ -1,6 +1,6 @@
 """A built-in RL task and model that need no network: the CPU demo and the CPU tests train on them.
 
-* ``arithmetic.py``: the task (``a+b=`` with small integers), its verl parquet files and the
+* ``letters.py``: the task (spell a digit string in letters, ``3071`` -> ``dahb``), its verl parquet files and the
   verifiable reward ``compute_score`` (loaded by verl through ``reward.custom_reward_function``).
 * ``tokenizer.py``: a character-level tokenizer with a ChatML chat template, built with ``tokenizers``.
 * ``model.py``: a tiny random-init Qwen2-style causal LM and a short supervised warm start, so the

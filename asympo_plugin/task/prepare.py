@@ -13,10 +13,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import arithmetic
+from . import letters
 
-RECIPE_VERSION = "v4"
-WARM_START_TARGET = 0.3  # sampled accuracy at which the warm start stops
+RECIPE_VERSION = "v6"  # the model recipe; the task's own version is letters.VERSION
 WARM_START_MAX_STEPS = 2000
 
 
@@ -38,7 +37,7 @@ def default_cache_dir() -> Path:
 def prepare(cache_dir: str | os.PathLike | None = None, log=print) -> TaskArtifacts:
     """Return the task's files, building them under ``cache_dir`` if absent."""
     root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    root = root / f"arithmetic-{RECIPE_VERSION}-seed{arithmetic.SEED}"
+    root = root / f"{letters.VERSION}-{RECIPE_VERSION}-seed{letters.SEED}"
     done = root / "DONE.json"
     if not done.exists():
         _build(root, log)
@@ -47,7 +46,7 @@ def prepare(cache_dir: str | os.PathLike | None = None, log=print) -> TaskArtifa
         model_dir=root / "model",
         train_file=root / "train.parquet",
         val_file=root / "val.parquet",
-        reward_path=arithmetic.__file__,
+        reward_path=letters.__file__,
         reward_name="compute_score",
         info=json.loads(done.read_text()),
     )
@@ -56,22 +55,23 @@ def prepare(cache_dir: str | os.PathLike | None = None, log=print) -> TaskArtifa
 def _build(root: Path, log) -> None:
     import pandas as pd
 
-    from .model import build_model, sampled_accuracy, warm_start
+    from .model import build_model, rates, warm_start
     from .tokenizer import build_tokenizer
 
-    log(f"asympo-plugin: building the arithmetic task and tiny model in {root} (once) ...")
+    log(f"asympo-plugin: building the letters task and tiny model in {root} (once) ...")
     tmp = root.with_name(root.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
 
-    train, val = arithmetic.split()
-    pd.DataFrame(arithmetic.to_verl_rows(train, "train")).to_parquet(tmp / "train.parquet")
-    pd.DataFrame(arithmetic.to_verl_rows(val, "val")).to_parquet(tmp / "val.parquet")
+    train, val = letters.split()
+    pd.DataFrame(letters.to_verl_rows(train, "train")).to_parquet(tmp / "train.parquet")
+    pd.DataFrame(letters.to_verl_rows(val, "val")).to_parquet(tmp / "val.parquet")
 
     tokenizer = build_tokenizer()
-    model = build_model(len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id, seed=arithmetic.SEED)
-    info = warm_start(model, tokenizer, train, WARM_START_TARGET, WARM_START_MAX_STEPS, seed=arithmetic.SEED, log=log)
-    info["val_sampled_accuracy"] = sampled_accuracy(model, tokenizer, val, seed=1)
+    model = build_model(len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id, seed=letters.SEED)
+    info = warm_start(model, tokenizer, train, WARM_START_MAX_STEPS, seed=letters.SEED, log=log)
+    info["val_sampled"] = rates(model, tokenizer, val, greedy=False, seed=1)
+    info["val_greedy"] = rates(model, tokenizer, val, greedy=True)
     info["n_params"] = sum(p.numel() for p in model.parameters())
     info["n_train"], info["n_val"] = len(train), len(val)
     model.save_pretrained(tmp / "model")
