@@ -195,7 +195,7 @@ def cmd_run(args) -> int:
             f"Preset `{preset.name}`: {preset.why}. {len(runs)} of {len(matrix)} runs finished"
             + (f"; failed: {failures}" if failures else "")
             + ".",
-            f"Task: built-in arithmetic task ({task.root.name}; {task.info}).",
+            f"Task: built-in letters task ({task.root.name}; {task.info}).",
             "Staleness: 0 = verl's synchronous trainer; 1 = verl's one-step-off trainer; k >= 2 = one-step-off with "
             "the `cpu_delayed` weight sync delivering weights k - 1 versions late. Measured staleness "
             "(`asympo/staleness/mean`, per trajectory; verl's `training/off_policy/trajectory_staleness/mean` for the "
