@@ -13,7 +13,7 @@ The entry point (``asympo_plugin/verl/plugin.py``) calls :func:`activate` only w
 * ``rollout.py``: the ``hf`` rollout backend (``RolloutReplicaRegistry`` and the rollout registry);
 * ``checkpoint_engine.py``: the ``cpu`` weight-sync engine (``CheckpointEngineRegistry``);
 * ``staleness.py``: policy versions and the measured ``asympo/staleness/*`` metric (one-step-off);
-* ``patches.py``: the one unavoidable fix to verl's code (plain ``gloo`` process groups).
+* ``patches.py``: two fixes to verl's code (plain ``gloo`` process groups; the V1 replay buffer's 2 s poll).
 
 Nothing here is imported, registered or patched in a run without ``ASYMPO_CPU=1``, so GPU runs
 are untouched; and the CPU platform is never auto-detected.
@@ -55,14 +55,14 @@ def activate() -> None:
     # The platform first: importing verl's trainer modules below already asks for it.
     from . import platform  # noqa: F401  (registers "cpu" in PlatformRegistry)
     from . import checkpoint_engine, rollout
-    from .patches import GLOO_PROCESS_GROUP_PATCH
+    from .patches import CPU_PATCHES
     from .staleness import STALENESS_PATCH
 
     from ... import patching
 
     rollout.register()
     checkpoint_engine.register()
-    patching.install([GLOO_PROCESS_GROUP_PATCH, STALENESS_PATCH])
+    patching.install([*CPU_PATCHES, STALENESS_PATCH])
 
 
 def cpu_defaults(ed) -> None:
