@@ -25,7 +25,7 @@ def test_responses_are_several_tokens_of_varying_length():
 
 def test_reward_is_exact_match_of_the_per_digit_rule():
     assert letters.answer("3071") == "dahb"
-    assert letters.distractor("3071") == "nklr"
+    assert letters.distractor("3071") == "nkrl"
     assert letters.compute_score(letters.DATA_SOURCE, " dahb\n", "dahb") == 1.0
     assert letters.compute_score(letters.DATA_SOURCE, "dahc", "dahb") == 0.0
     assert letters.compute_score(letters.DATA_SOURCE, "dah", "dahb") == 0.0

@@ -7,7 +7,7 @@ from the same distribution and never trained on (disjoint by construction).
 
 Why RL has something to learn: the warm start (``model.warm_start``) is supervised on a *mixture*:
 :data:`WARM_START_RIGHT` of its answers follow the rule, the rest a competing habit, the
-:func:`distractor` (the same digits spelled from ``k`` on: ``"3071"`` -> ``"nklr"``). The model
+:func:`distractor` (the same digits spelled from ``k`` on: ``"3071"`` -> ``"nkrl"``). The model
 leaves it able to run both rules and preferring the wrong one, so about a quarter of its sampled
 answers are right and its greedy answers are almost all wrong. Exact-match reward then has to move
 probability from one whole-response behaviour to the other, on prompts it has never seen too: the
