@@ -32,6 +32,9 @@ from .task import TaskArtifacts, prepare
 from .core.metrics import REWARD, STALENESS, STEP_TIME  # noqa: E402,F401  (the one module of metric names)
 
 
+DEMO_LR = 5e-4
+
+
 def train_overrides(
     task: TaskArtifacts,
     run_dir: Path,
@@ -215,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="asympo-demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--loss", default="asympo", help="algorithm.loss (asympo, spo, vanilla, gpg, ...)")
+    parser.add_argument("--lr", type=float, default=DEMO_LR, help=f"actor learning rate (default {DEMO_LR:g})")
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="run directory")
     parser.add_argument("--cache-dir", help="task/model cache (default $ASYMPO_CACHE_DIR or ~/.cache/asympo-plugin)")
     parser.add_argument("--verbose", action="store_true", help="stream verl's full output")
@@ -231,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _check_args(args) -> str | None:
     """Bad demo arguments, refused before anything is prepared or started; None when fine."""
+    if not args.lr > 0 or args.lr == float("inf"):
+        return f"--lr {args.lr}: the learning rate must be a positive finite number (e.g. --lr {DEMO_LR:g})"
     if args.steps < 1:
         return f"--steps {args.steps}: the demo needs at least 1 training step (e.g. --steps 50)"
     if args.out.exists() and not args.out.is_dir():
@@ -251,7 +257,9 @@ def _run(args) -> int:
     task = prepare(args.cache_dir)
     prep_s = time.monotonic() - t0
     run_dir = args.out.resolve()
-    overrides = train_overrides(task, run_dir, loss=args.loss, steps=args.steps, extra=tuple(args.overrides))
+    overrides = train_overrides(
+        task, run_dir, loss=args.loss, steps=args.steps, lr=args.lr, extra=tuple(args.overrides)
+    )
     print(
         f"asympo demo: task ready in {prep_s:.1f}s ({task.root}); training {args.steps} steps of "
         f"algorithm.loss={args.loss} with verl's one-step-off trainer on CPU. verl's log: {run_dir / 'train.log'}"
