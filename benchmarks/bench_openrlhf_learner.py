@@ -44,6 +44,7 @@ def main(argv=None) -> int:
     from asympo_plugin.openrlhf.cpu import learner as L
 
     started = time.perf_counter()
+    load_start = os.getloadavg()
     model_dir = L.save_tiny_model(tempfile.mkdtemp(prefix="bench-openrlhf-"), hidden_size=a.hidden, layers=a.layers)
     L.init_ray()
     losses = ("asympo", "ppo")
@@ -71,7 +72,8 @@ def main(argv=None) -> int:
             times[loss].append(seconds)
             parts[loss]["make_experience"].append(status["timing/make_experience"])
             parts[loss]["ppo_train"].append(status["timing/ppo_train"])
-            print(f"step {step} {loss:6s} {seconds:.3f} s  make_experience {status['timing/make_experience']:.3f} s", flush=True)
+            make = status["timing/make_experience"]
+            print(f"step {step} {loss:6s} {seconds:.3f} s  make_experience {make:.3f} s", flush=True)
     for learner in learners.values():
         learner.close()
     import ray
@@ -93,11 +95,15 @@ def main(argv=None) -> int:
             "deepspeed": _version("deepspeed"),
             "device": "cpu (DeepSpeed CPU accelerator, ZeRO-2, bf16, torch AdamW)",
             "model": f"random-init Qwen2, hidden {a.hidden}, {a.layers} layers, head_dim 64",
-            "batch": f"{a.prompts} prompts x {a.samples} responses, prompt {a.prompt_len} + response <= {a.response_len} tokens",
+            "batch": (
+                f"{a.prompts} prompts x {a.samples} responses, "
+                f"prompt {a.prompt_len} + response <= {a.response_len} tokens"
+            ),
             "train": "one optimizer step per train_step (train.batch_size = batch, micro batch = batch/2)",
             "steps": a.steps,
             "cpus": os.cpu_count(),
             "machine": platform.machine(),
+            "loadavg_1m_start_end": [load_start[0], os.getloadavg()[0]],
         },
         "wall_s": time.perf_counter() - started,
     }
@@ -106,10 +112,12 @@ def main(argv=None) -> int:
         f"  asympo {med['asympo']:.3f} s/step (median of {a.steps}), ppo {med['ppo']:.3f} s/step\n"
         f"  make_experience: asympo {result['median_make_experience_s']['asympo']:.3f} s, "
         f"ppo {result['median_make_experience_s']['ppo']:.3f} s\n"
-        f"  ppo_train: asympo {result['median_ppo_train_s']['asympo']:.3f} s, ppo {result['median_ppo_train_s']['ppo']:.3f} s\n"
+        f"  ppo_train: asympo {result['median_ppo_train_s']['asympo']:.3f} s, "
+        f"ppo {result['median_ppo_train_s']['ppo']:.3f} s\n"
         f"  actor forwards in experience making per step: {forwards}\n"
         f"  ratio asympo/ppo = {result['ratio_asympo_over_ppo']:.3f} (goal <= 0.78)\n"
         f"  {result['setup']['model']}; {result['setup']['batch']}; benchmark wall {result['wall_s']:.0f} s\n"
+        f"  load average (1 min) at start/end: {result['setup']['loadavg_1m_start_end']} on {os.cpu_count()} CPUs\n"
     )
     print(text)
     if a.out:

@@ -51,7 +51,11 @@ def _one_step(loss, model_dir):
     learner = L.Learner(argv)
     try:
         samples = L.rollout_samples(
-            learner.tokenizer, n_prompts=N_PROMPTS, n_samples=N_SAMPLES, prompt_len=PROMPT_LEN, response_len=RESPONSE_LEN
+            learner.tokenizer,
+            n_prompts=N_PROMPTS,
+            n_samples=N_SAMPLES,
+            prompt_len=PROMPT_LEN,
+            response_len=RESPONSE_LEN,
         )
         before = learner.response_log_probs(samples)
         counter = L.DispatchCounter()
