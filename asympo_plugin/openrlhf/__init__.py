@@ -1,8 +1,8 @@
 """The OpenRLHF 0.11.2 adapter: ASymPO and SPO in OpenRLHF's real PPO trainer, behavior-free.
 
 OpenRLHF has no extension point for policy losses (no registry, entry point or hook), so the adapter is
-a launcher plus guarded patches (``asympo_plugin.patching``; the reviewable ``patches/openrlhf_*.diff`` files are
-still to be written: for now each patch's ``why`` and its source edits are the description):
+a launcher plus guarded patches (``asympo_plugin.patching``; each has a reviewable ``patches/openrlhf_<name>.diff``
+against the installed 0.11.2 source, listed in ``patches/README.md`` and tested to apply):
 
 * ``launcher.py``: ``asympo-openrlhf``, every flag of ``python -m openrlhf.cli.train_ppo_ray`` plus
   ``--actor.policy_loss_type asympo|spo`` and the loss settings; refuses bad input before Ray starts;

@@ -62,7 +62,7 @@ def _recording_dispatch(original):
 
 
 PROBE_PATCH = Patch(
-    name="cpu_probe_dispatch_forward",
+    name="openrlhf_cpu_probe_dispatch_forward",
     why="Test instrumentation: record which model groups experience making runs a forward on.",
     module="openrlhf.trainer.ppo_utils.experience_maker",
     attr="RemoteExperienceMaker._dispatch_forward",
