@@ -45,9 +45,13 @@ def train_overrides(
     save_freq: int = -1,
     resume: bool = False,
     pipeline: str = "one-step-off",
+    rollout: str | None = None,
     extra: tuple[str, ...] = (),
 ) -> list[str]:
-    """The ``asympo-train`` command line (after the program name) for a CPU run on the built-in task."""
+    """The ``asympo-train`` command line (after the program name) for a CPU run on the built-in task.
+
+    ``rollout`` (``vllm`` or ``hf``) sets ``actor_rollout_ref.rollout.name``; ``None`` leaves the CPU default.
+    """
     epochs = steps * batch_size // task.info["n_train"] + 1
     args = [
         f"--pipeline={pipeline}",
@@ -85,6 +89,8 @@ def train_overrides(
     ]
     if pipeline == "one-step-off":
         args.append("actor_rollout_ref.hybrid_engine=False")
+    if rollout is not None:
+        args.append(f"actor_rollout_ref.rollout.name={rollout}")
     return args + list(extra)
 
 
