@@ -134,3 +134,39 @@ def test_each_diff_applies_to_the_pinned_release(diff, package, tmp_path):
         pytest.skip("git not installed")
     result = subprocess.run([git, "apply", "--check", "-p1", str(path)], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def _dry_run(task, **kwargs):
+    import yaml
+
+    from asympo_plugin.demo import train_overrides
+
+    argv = ["--dry-run", *train_overrides(task, task.root / "dry-run", steps=2, **kwargs)]
+    env = {k: v for k, v in os.environ.items() if k != "ASYMPO_CPU"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "asympo_plugin.verl.launcher", *argv], capture_output=True, text=True, env=env
+    )
+    return proc, (yaml.safe_load(proc.stdout) if proc.returncode == 0 else None)
+
+
+def test_trainer_device_cpu_keeps_rollout_vllm_and_adds_its_cpu_settings():
+    from asympo_plugin.task import prepare
+
+    proc, cfg = _dry_run(prepare(head_dim=64), rollout="vllm", extra=("actor_rollout_ref.rollout.enforce_eager=False",))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rollout = cfg["actor_rollout_ref"]["rollout"]
+    assert rollout["name"] == "vllm"
+    assert (rollout["free_cache_engine"], rollout["enable_sleep_mode"], rollout["dtype"]) == (False, False, "float32")
+    assert rollout["enforce_eager"] is False, "an explicit user choice was overwritten"
+    assert rollout["calculate_log_probs"] is False
+    env_vars = cfg["ray_kwargs"]["ray_init"]["runtime_env"]["env_vars"]
+    assert env_vars["VLLM_CPU_KVCACHE_SPACE"] == "1" and env_vars["VLLM_TARGET_DEVICE"] == "cpu"
+    assert all(isinstance(v, str) for v in env_vars.values()), "Ray takes string env vars only"
+
+
+def test_vllm_on_a_head_dim_vllm_cpu_refuses_is_stopped_before_ray_with_the_fix():
+    from asympo_plugin.task import prepare
+
+    proc, _ = _dry_run(prepare(), rollout="vllm")
+    assert proc.returncode != 0
+    assert "head_dim=16" in proc.stderr and "rollout.name=hf" in proc.stderr
