@@ -29,8 +29,8 @@ pytestmark = [
 
 # Rollout vs actor probability of the same sampled token after a sync, both fp32. hf: the same torch
 # forward with and without a KV cache. vLLM: other kernels (oneDNN GEMM, its CPU attention), measured
-# below 1e-5 on the tiny model.
-PROB_TOL = {"hf": 1e-4, "vllm": 1e-4}
+# 2.2e-6 (hf) and 1.3e-6 (vLLM) at most in the runs of 2026-12-02: a 10x margin.
+PROB_TOL = {"hf": 2e-5, "vllm": 2e-5}
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,8 @@ def _train_steps(result) -> list[int]:
 def test_asympo_one_step_off_on_vllm(task, tmp_path):
     result = _run(task, tmp_path / "asympo-vllm", rollout="vllm", steps=3, test_freq=-1)
     log = result.log_path.read_text()
-    assert "vLLMHttpServer" in log or "vllm" in log.lower()
+    assert "vLLMHttpServer" in log, "the rollout was not vLLM's server"
+    assert "asympo-plugin: not applied" not in log, "a patch refused to apply"
     assert _train_steps(result) == [1, 2, 3]
     # Weights reach vLLM: its server starts with dummy (random) weights; greedy validation before step 1
     # runs on the synced warm-started policy, which solves a good part of the task.
