@@ -223,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loss", default="asympo", help="algorithm.loss (asympo, spo, vanilla, gpg, ...)")
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="run directory")
     parser.add_argument("--cache-dir", help="task/model cache (default $ASYMPO_CACHE_DIR or ~/.cache/asympo-plugin)")
+    parser.add_argument(
+        "--rollout", choices=("vllm", "hf"), help="actor_rollout_ref.rollout.name (default: the CPU default)"
+    )
     parser.add_argument("--verbose", action="store_true", help="stream verl's full output")
     parser.add_argument("overrides", nargs="*", help="extra asympo-train overrides")
     args = parser.parse_args(argv)
@@ -257,7 +260,9 @@ def _run(args) -> int:
     task = prepare(args.cache_dir)
     prep_s = time.monotonic() - t0
     run_dir = args.out.resolve()
-    overrides = train_overrides(task, run_dir, loss=args.loss, steps=args.steps, extra=tuple(args.overrides))
+    overrides = train_overrides(
+        task, run_dir, loss=args.loss, steps=args.steps, rollout=args.rollout, extra=tuple(args.overrides)
+    )
     print(
         f"asympo demo: task ready in {prep_s:.1f}s ({task.root}); training {args.steps} steps of "
         f"algorithm.loss={args.loss} with verl's one-step-off trainer on CPU. verl's log: {run_dir / 'train.log'}"
