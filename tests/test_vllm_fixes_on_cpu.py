@@ -175,9 +175,28 @@ def test_trainer_device_cpu_keeps_an_explicit_rollout_and_checkpoint_engine():
     assert "VLLM_TARGET_DEVICE" not in cfg["ray_kwargs"]["ray_init"]["runtime_env"]["env_vars"]
 
 
-def test_vllm_on_a_head_dim_vllm_cpu_refuses_is_stopped_before_ray_with_the_fix():
+def _head_dim_16_copy(task, tmp_path):
+    """The task with its model's config turned into head_dim 16 (more heads of the same hidden size)."""
+    import dataclasses
+    import json
+
+    model_dir = tmp_path / "model-hd16"
+    shutil.copytree(task.model_dir, model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    config["num_attention_heads"] = config["num_key_value_heads"] = config["hidden_size"] // 16
+    config.pop("head_dim", None)
+    (model_dir / "config.json").write_text(json.dumps(config))
+    return dataclasses.replace(task, model_dir=model_dir)
+
+
+def test_a_head_dim_vllm_cpu_refuses_gets_hf_by_default_and_an_explicit_vllm_is_stopped_before_ray(tmp_path):
     from asympo_plugin.task import prepare
 
-    proc, _ = _dry_run(prepare(), rollout="vllm")
+    task = _head_dim_16_copy(prepare(), tmp_path)
+    proc, cfg = _dry_run(task)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert cfg["actor_rollout_ref"]["rollout"]["name"] == "hf"
+    assert "head_dim=16" in proc.stdout + proc.stderr, "the fallback must say why"
+    proc, _ = _dry_run(task, rollout="vllm")
     assert proc.returncode != 0
     assert "head_dim=16" in proc.stderr and "rollout.name=hf" in proc.stderr
