@@ -174,7 +174,9 @@ class ModulePatch:
     def origin(self) -> str:
         spec = importlib.util.find_spec(self.module)
         if spec is None or not (spec.origin or "").endswith(".py"):
-            raise PatchError(f"asympo-plugin patch '{self.name}': {self.module} is not an importable Python source file")
+            raise PatchError(
+                f"asympo-plugin patch '{self.name}': {self.module} is not an importable Python source file"
+            )
         return spec.origin
 
     def check(self, source: str | None = None) -> None:
@@ -332,10 +334,13 @@ def install(patches: Iterable[Patch | ModulePatch]) -> None:
         if isinstance(patch, ModulePatch):
             if module is not None:
                 if not patch.is_applied():
-                    _record_failure(patch, PatchError(
-                        f"asympo-plugin patch '{patch.name}': {patch.module} was imported before the patch was "
-                        "installed, so its module body ran unedited."
-                    ))
+                    _record_failure(
+                        patch,
+                        PatchError(
+                            f"asympo-plugin patch '{patch.name}': {patch.module} was imported before the patch was "
+                            "installed, so its module body ran unedited."
+                        ),
+                    )
                 continue
             if _FINDER is None:
                 _FINDER = _PatchOnImport()

