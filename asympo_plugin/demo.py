@@ -4,14 +4,15 @@ What it does:
 
 1. prepares the built-in task and model (``asympo_plugin.task``; cached after the first run);
 2. runs ``asympo-train --pipeline one-step-off algorithm.loss=asympo trainer.device=cpu ...`` in a
-   subprocess (verl's trainer, Ray, FSDP2 actor, ``hf`` rollout, CPU weight sync);
+   subprocess (verl's trainer, Ray, FSDP2 actor, verl's vLLM rollout, or the plugin's ``hf`` one with
+   ``--rollout hf``, CPU weight sync);
 3. shows one progress line per step while verl writes all its metrics to the console log
    (``<run>/train.log``; ``--verbose`` streams it) and to a JSONL file (``<run>/metrics.jsonl``,
    verl's ``file`` logger);
 4. ends with a summary (reward at start and end, start-up time, s/step, staleness) and a
    reward-curve PNG (``<run>/reward.png``).
 
-Usage: ``python -m asympo_plugin.demo [--steps 50] [--loss asympo] [--out DIR] [--verbose]``.
+Usage: ``python -m asympo_plugin.demo [--steps 50] [--loss asympo] [--rollout vllm|hf] [--out DIR] [--verbose]``.
 The functions here (:func:`train_overrides`, :func:`run_training`, :func:`read_metrics`) are also
 what the CPU end-to-end tests use.
 """

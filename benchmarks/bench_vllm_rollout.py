@@ -5,7 +5,7 @@
    and without (what a behavior-free loss runs with), same prompts, same seed, alternating, median of
    ``--repeats``. The engine is ``vllm.LLM`` with the settings verl's CPU run uses (fp32, eager).
 2. ``train``: s/step of the demo setting (ASymPO, one-step-off, verl's real trainer) with
-   ``rollout.name=vllm`` and ``rollout.name=hf`` on the same head_dim-64 task model, median over the
+   ``rollout.name=vllm`` and ``rollout.name=hf`` on the built-in task (head_dim-64 model), median over the
    steps after the first (the first includes compilation and warm-up), with verl's ``timing_s/gen``.
 
 Prints measured numbers and ratios only; ``--json`` writes them. Run:
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--n", type=int, default=8)
-    parser.add_argument("--max-tokens", type=int, default=8)
+    parser.add_argument("--max-tokens", type=int, default=16)  # the demo's data.max_response_length
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--out", type=Path, default=Path("outputs/bench_vllm_rollout"))
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
 
     from asympo_plugin.task import prepare
 
-    task = prepare(head_dim=64)
+    task = prepare()
     report = {"cpu_count": os.cpu_count(), "load_avg_at_start": os.getloadavg()}
     if args.part in ("generate", "both"):
         report["generate"] = bench_generate(task, args.repeats, args.prompts, args.n, args.max_tokens)

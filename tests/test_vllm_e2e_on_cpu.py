@@ -9,7 +9,7 @@
   1's update, so this proves updated weights arrive, within ``PROB_TOL``. The same check for the ``hf``
   rollout is ``tests/test_cpu_e2e_on_cpu.py::test_sync_mode_rollout_and_actor_log_probs_agree``.
 
-The task is the built-in one with a head_dim-64 model (vLLM's CPU attention refuses head_dim 16).
+The task is the built-in one (its model has head_dim 64; vLLM's CPU attention refuses 16).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ PROB_TOL = 2e-5
 
 @pytest.fixture(scope="module")
 def task():
-    return prepare(head_dim=64)
+    return prepare()
 
 
 def _run(task, run_dir: Path, **kwargs):
@@ -50,17 +50,18 @@ def _train_steps(result) -> list[int]:
 
 
 def test_asympo_one_step_off_on_vllm(task, tmp_path):
-    result = _run(task, tmp_path / "asympo-vllm", steps=3, test_freq=-1)  # the CPU default rollout
+    result = _run(
+        task, tmp_path / "asympo-vllm", steps=3, test_freq=-1, extra=("trainer.val_before_train=False",)
+    )  # the CPU default rollout
     log = result.log_path.read_text()
     assert "vLLMHttpServer" in log, "the rollout was not vLLM's server"
     assert "asympo-plugin: not applied" not in log, "a patch refused to apply"
     assert _train_steps(result) == [1, 2, 3]
-    # Weights reach vLLM: its server starts with dummy (random) weights; greedy validation before step 1
-    # runs on the synced warm-started policy, which solves a good part of the task.
-    val = [v for k, v in result.metrics[0].items() if k.startswith("val-core/")]
-    assert val and max(val) > 0.2, result.metrics[0]
     for step in (1, 2, 3):
         m = result.metrics[step]
+        # Weights reach vLLM: its server starts with dummy (random) weights, which never spell a whole
+        # answer exactly; the synced warm start samples about 0.2 right (docs/TASK.md). 128 samples a step.
+        assert m["critic/score/mean"] > 0.05, (step, m["critic/score/mean"])
         assert "actor/asympo/floored_frac" in m, "the asympo loss did not run"
         assert math.isfinite(m["actor/pg_loss"]) and math.isfinite(m["actor/grad_norm"])
         assert "timing_s/old_log_prob" not in m and m.get("behavior_free/old_log_prob_skipped") == 1

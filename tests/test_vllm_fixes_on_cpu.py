@@ -150,7 +150,7 @@ def test_trainer_device_cpu_defaults_to_vllm_with_its_cpu_settings_under_the_use
     as defaults (an explicit ``enforce_eager`` is kept)."""
     from asympo_plugin.task import prepare
 
-    proc, cfg = _dry_run(prepare(head_dim=64), extra=("actor_rollout_ref.rollout.enforce_eager=False",))
+    proc, cfg = _dry_run(prepare(), extra=("actor_rollout_ref.rollout.enforce_eager=False",))
     assert proc.returncode == 0, proc.stderr[-3000:]
     rollout = cfg["actor_rollout_ref"]["rollout"]
     assert rollout["name"] == "vllm"
@@ -167,7 +167,7 @@ def test_trainer_device_cpu_keeps_an_explicit_rollout_and_checkpoint_engine():
     from asympo_plugin.task import prepare
 
     proc, cfg = _dry_run(
-        prepare(head_dim=64), rollout="hf", extra=("actor_rollout_ref.rollout.checkpoint_engine.backend=naive",)
+        prepare(), rollout="hf", extra=("actor_rollout_ref.rollout.checkpoint_engine.backend=naive",)
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rollout = cfg["actor_rollout_ref"]["rollout"]
