@@ -166,9 +166,7 @@ def test_trainer_device_cpu_defaults_to_vllm_with_its_cpu_settings_under_the_use
 def test_trainer_device_cpu_keeps_an_explicit_rollout_and_checkpoint_engine():
     from asympo_plugin.task import prepare
 
-    proc, cfg = _dry_run(
-        prepare(), rollout="hf", extra=("actor_rollout_ref.rollout.checkpoint_engine.backend=naive",)
-    )
+    proc, cfg = _dry_run(prepare(), rollout="hf", extra=("actor_rollout_ref.rollout.checkpoint_engine.backend=naive",))
     assert proc.returncode == 0, proc.stderr[-3000:]
     rollout = cfg["actor_rollout_ref"]["rollout"]
     assert (rollout["name"], rollout["checkpoint_engine"]["backend"]) == ("hf", "naive")
