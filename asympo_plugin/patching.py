@@ -1,11 +1,13 @@
 """How the plugin changes a framework when its extension points do not suffice (the last resort).
 
 One mechanism for every change to verl, vLLM or OpenRLHF. A :class:`Patch` replaces one attribute of
-one module (a function, or a method as ``"Class.method"``). It is
+one module (a function, or a method as ``"Class.method"``); a :class:`ModulePatch` edits the source of a
+module's body as it is first imported, for the rare code that runs at import (and so cannot be
+replaced afterwards). Both are
 
 * guarded: it applies only to the ``versions`` of the installed ``distribution`` (read with
-  ``importlib.metadata``), and only if the source of what it replaces still hashes to
-  ``source_sha256`` (the code it was written against); otherwise :class:`PatchError` says what changed
+  ``importlib.metadata``), and only if the source of what it replaces (for a :class:`ModulePatch`, the
+  module file) still hashes to the sha256 it was written against; otherwise :class:`PatchError` says what changed
   and what to install;
 * idempotent: applying it twice changes nothing (the replacement is marked with the patch name);
 * reviewable: ``why`` says why the framework needs it; ``patches/<name>.diff`` holds the same change as a
@@ -28,6 +30,7 @@ import hashlib
 import importlib
 import importlib.abc
 import importlib.metadata
+import importlib.util
 import inspect
 import linecache
 import sys
@@ -55,6 +58,15 @@ def installed_version(distribution: str) -> str | None:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def _distribution_version(distribution: str | tuple[str, ...]) -> tuple[str, str | None]:
+    """The first installed of ``distribution`` (a name, or names of builds of the same package) and its version."""
+    for dist in (distribution,) if isinstance(distribution, str) else distribution:
+        version = installed_version(dist)
+        if version is not None:
+            return dist, version
+    return str(distribution), None
 
 
 def _plain(obj):
@@ -85,11 +97,7 @@ class Patch:
     install_hint: str = "pip install 'verl[verl-core]==0.9.1'"
 
     def _version(self) -> tuple[str, str | None]:
-        for dist in (self.distribution,) if isinstance(self.distribution, str) else self.distribution:
-            version = installed_version(dist)
-            if version is not None:
-                return dist, version
-        return str(self.distribution), None
+        return _distribution_version(self.distribution)
 
     def check(self, original=None) -> None:
         """Raise :class:`PatchError` unless the installed code is what this patch was written for."""
@@ -143,6 +151,68 @@ class Patch:
                 setattr(module, name, getattr(owner, name))
 
 
+@dataclass(frozen=True)
+class ModulePatch:
+    """Edits a module's own source as the module is first imported: for code that runs in the module body.
+
+    What runs is the framework's file plus exactly ``edits`` (``(old, new)`` text replacements, each
+    ``old`` occurring once; the same change as ``patches/<name>.diff``). Guarded like :class:`Patch`:
+    the installed ``distribution`` must be in ``versions`` and the file must hash to ``file_sha256``,
+    else the module runs unedited and the refusal is recorded and reported (:func:`failures`). A
+    module imported before :func:`install` cannot be edited any more: that is recorded too.
+    """
+
+    name: str
+    why: str
+    module: str
+    file_sha256: str
+    edits: tuple[tuple[str, str], ...]
+    versions: SpecifierSet = SpecifierSet("==0.9.1")
+    distribution: str | tuple[str, ...] = "verl"
+    install_hint: str = "pip install 'verl[verl-core]==0.9.1'"
+
+    def origin(self) -> str:
+        spec = importlib.util.find_spec(self.module)
+        if spec is None or not (spec.origin or "").endswith(".py"):
+            raise PatchError(
+                f"asympo-plugin patch '{self.name}': {self.module} is not an importable Python source file"
+            )
+        return spec.origin
+
+    def check(self, source: str | None = None) -> None:
+        """Raise :class:`PatchError` unless ``source`` (default: the installed file) is what this patch edits."""
+        dist, version = _distribution_version(self.distribution)
+        if version is None or Version(version) not in self.versions:
+            raise PatchError(
+                f"asympo-plugin patch '{self.name}' was written for {dist} {self.versions}, found {version}; it "
+                f"edits {self.module}. Install the supported release ({self.install_hint})."
+            )
+        if source is None:
+            with open(self.origin(), encoding="utf-8") as f:
+                source = f.read()
+        got = hashlib.sha256(source.encode()).hexdigest()
+        if got != self.file_sha256:
+            raise PatchError(
+                f"asympo-plugin patch '{self.name}': {self.module} is not the code it was written for (file sha256 "
+                f"{got[:12]}, expected {self.file_sha256[:12]}): {dist} changed underneath it. Reinstall the "
+                f"pinned release ({self.install_hint}) or update the patch."
+            )
+        for old, _ in self.edits:
+            if source.count(old) != 1:
+                raise PatchError(f"asympo-plugin patch '{self.name}': expected exactly one '{old.strip()[:60]}...'")
+
+    def edited(self, source: str) -> str:
+        """The checked ``source`` with the edits applied."""
+        self.check(source)
+        for old, new in self.edits:
+            source = source.replace(old, new)
+        return source
+
+    def is_applied(self) -> bool:
+        module = sys.modules.get(self.module)
+        return module is not None and self.name in getattr(module, MARK, ())
+
+
 def edit_source(func, edits: list[tuple[str, str]], patch_name: str):
     """Recompile ``func`` from the framework's own source with ``edits`` (``(old, new)`` text replacements).
 
@@ -172,7 +242,7 @@ def edit_source(func, edits: list[tuple[str, str]], patch_name: str):
 _FAILURES: dict[str, str] = {}
 
 
-def _record_failure(patch: Patch, error: Exception) -> None:
+def _record_failure(patch: Patch | ModulePatch, error: Exception) -> None:
     if patch.name not in _FAILURES:
         _FAILURES[patch.name] = str(error)
         sys.stderr.write(f"asympo-plugin: not applied (the framework's own code runs instead): {error}\n")
@@ -186,16 +256,29 @@ def _try_apply(patch: Patch) -> None:
 
 
 class _PatchingLoader(importlib.abc.Loader):
-    """Wraps a module's loader: runs the module, then the patches waiting for it."""
+    """Wraps a module's loader: runs the module (edited by its :class:`ModulePatch`, if any), then the
+    patches waiting for it."""
 
-    def __init__(self, loader, after):
+    def __init__(self, loader, after, module_patch: ModulePatch | None = None, origin: str | None = None):
         self._loader, self._after = loader, after
+        self._module_patch, self._origin = module_patch, origin
 
     def create_module(self, spec):
         return self._loader.create_module(spec)
 
     def exec_module(self, module):
-        self._loader.exec_module(module)
+        code = None
+        if self._module_patch is not None:
+            try:
+                with open(self._origin, encoding="utf-8") as f:
+                    code = compile(self._module_patch.edited(f.read()), self._origin, "exec")
+            except PatchError as e:
+                _record_failure(self._module_patch, e)
+        if code is None:
+            self._loader.exec_module(module)
+        else:
+            setattr(module, MARK, (*getattr(module, MARK, ()), self._module_patch.name))
+            exec(code, module.__dict__)  # noqa: S102 - the framework's file + our reviewed diff
         self._after(module.__name__)
 
     def __getattr__(self, name):  # get_source, get_resource_reader, ...: the real loader's
@@ -211,9 +294,10 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
 
     def __init__(self):
         self.pending: dict[str, list[Patch]] = {}
+        self.module_patches: dict[str, ModulePatch] = {}
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname not in self.pending:
+        if fullname not in self.pending and fullname not in self.module_patches:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -224,7 +308,8 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
         else:
             return None
         if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-            spec.loader = _PatchingLoader(spec.loader, self._apply_pending)
+            module_patch = self.module_patches.pop(fullname, None)
+            spec.loader = _PatchingLoader(spec.loader, self._apply_pending, module_patch, spec.origin)
         return spec
 
     def _apply_pending(self, fullname: str) -> None:
@@ -235,15 +320,33 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
 _FINDER: _PatchOnImport | None = None
 
 
-def install(patches: Iterable[Patch]) -> None:
+def install(patches: Iterable[Patch | ModulePatch]) -> None:
     """Apply ``patches`` in this process, now or right after their module's first import (idempotent).
 
     A patch whose guard refuses is recorded in :func:`failures` and reported on stderr; the framework's
     own code then stays in place (stock runs are unaffected; :func:`preflight` refuses runs that need it).
+    A :class:`ModulePatch` waits for its module's first import; if it was imported already (unedited),
+    that is a refusal too.
     """
     global _FINDER
     for patch in patches:
         module = sys.modules.get(patch.module)
+        if isinstance(patch, ModulePatch):
+            if module is not None:
+                if not patch.is_applied():
+                    _record_failure(
+                        patch,
+                        PatchError(
+                            f"asympo-plugin patch '{patch.name}': {patch.module} was imported before the patch was "
+                            "installed, so its module body ran unedited."
+                        ),
+                    )
+                continue
+            if _FINDER is None:
+                _FINDER = _PatchOnImport()
+                sys.meta_path.insert(0, _FINDER)
+            _FINDER.module_patches.setdefault(patch.module, patch)
+            continue
         if module is not None and not getattr(getattr(module, "__spec__", None), "_initializing", False):
             _try_apply(patch)
             continue
@@ -255,7 +358,7 @@ def install(patches: Iterable[Patch]) -> None:
             waiting.append(patch)
 
 
-def preflight(patches: Iterable[Patch]) -> None:
+def preflight(patches: Iterable[Patch | ModulePatch]) -> None:
     """Raise the first :class:`PatchError` of ``patches`` (importing their modules); for launchers, before Ray."""
     for patch in patches:
         if patch.name in _FAILURES:
@@ -268,7 +371,7 @@ def failures() -> dict[str, str]:
     return dict(_FAILURES)
 
 
-def applied(patches: Iterable[Patch]) -> dict[str, bool]:
+def applied(patches: Iterable[Patch | ModulePatch]) -> dict[str, bool]:
     """Which of ``patches`` are in effect in this process (a module not imported yet counts as not applied)."""
     return {p.name: p.module in sys.modules and p.is_applied() for p in patches}
 

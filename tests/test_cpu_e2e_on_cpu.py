@@ -1,5 +1,6 @@
-"""verl's real trainers on CPU with the built-in task (``trainer.device=cpu``): async ASymPO, PPO-clip,
-synchronous log-prob agreement, checkpoint and resume.
+"""verl's real trainers on CPU with the built-in task (``trainer.device=cpu``) and the plugin's ``hf``
+rollout (the fallback to vLLM, ``--rollout hf``): async ASymPO, PPO-clip, synchronous log-prob agreement,
+checkpoint and resume.
 
 Each run is ``asympo-train`` in a subprocess (its own Ray cluster), a few steps long, sharing the
 cached task and model (``$ASYMPO_CACHE_DIR``, default ``~/.cache/asympo-plugin``). The four runs take
@@ -30,7 +31,9 @@ def task():
 
 
 def _run(task, run_dir: Path, **kwargs):
-    result = run_training(train_overrides(task, run_dir, **kwargs), run_dir)
+    # The plugin's hf rollout, the tested fallback (``--rollout hf``); vLLM, the CPU default, is
+    # tests/test_vllm_e2e_on_cpu.py.
+    result = run_training(train_overrides(task, run_dir, rollout="hf", **kwargs), run_dir)
     assert result.returncode == 0, f"training failed; see {result.log_path}:\n" + result.log_path.read_text()[-3000:]
     return result
 

