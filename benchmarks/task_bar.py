@@ -25,7 +25,9 @@ def curves(method_dir: Path) -> dict[str, dict[int, dict]]:
 
 def main(method_dir: str, png: str | None = None) -> None:
     runs = curves(Path(method_dir))
-    print("| seed | steps | train reward, step 1 | steps 1-5 | last 5 | first step with 5-step mean >= 0.8 | greedy val (step: reward) |")
+    print(
+        "| seed | steps | train reward, step 1 | steps 1-5 | last 5 | first step with 5-step mean >= 0.8 | greedy val (step: reward) |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for seed, metrics in runs.items():
         steps = sorted(s for s, m in metrics.items() if REWARD in m)
@@ -34,7 +36,12 @@ def main(method_dir: str, png: str | None = None) -> None:
             continue
         means = [statistics.mean(r[max(0, i - 4) : i + 1]) for i in range(len(r))]
         hit = next((steps[i] for i, m in enumerate(means) if i >= 4 and m >= BAR), None)
-        val = [(s, m[k]) for s, m in sorted(metrics.items()) for k in m if k.startswith("val-core/") and k.endswith("mean@1")]
+        val = [
+            (s, m[k])
+            for s, m in sorted(metrics.items())
+            for k in m
+            if k.startswith("val-core/") and k.endswith("mean@1")
+        ]
         print(
             f"| {seed} | {len(steps)} | {r[0]:.3f} | {statistics.mean(r[:5]):.3f} | {statistics.mean(r[-5:]):.3f} | {hit} | "
             + ", ".join(f"{s}: {v:.2f}" for s, v in val)
@@ -49,8 +56,15 @@ def main(method_dir: str, png: str | None = None) -> None:
         fig, ax = plt.subplots(figsize=(7, 3.8))
         for i, (seed, metrics) in enumerate(runs.items()):
             steps = sorted(s for s, m in metrics.items() if REWARD in m)
-            ax.plot(steps, [metrics[s][REWARD] for s in steps], color=f"C{i}", alpha=0.8, label=f"{seed} train (sampled)")
-            val = [(s, m[k]) for s, m in sorted(metrics.items()) for k in m if k.startswith("val-core/") and k.endswith("mean@1")]
+            ax.plot(
+                steps, [metrics[s][REWARD] for s in steps], color=f"C{i}", alpha=0.8, label=f"{seed} train (sampled)"
+            )
+            val = [
+                (s, m[k])
+                for s, m in sorted(metrics.items())
+                for k in m
+                if k.startswith("val-core/") and k.endswith("mean@1")
+            ]
             if val:
                 ax.plot(*zip(*val), "o--", color=f"C{i}", label=f"{seed} val (greedy)")
         ax.axhline(BAR, color="grey", lw=0.8, ls=":")

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import verl
 
-from asympo_plugin import patching
 from asympo_plugin.verl.cpu.patches import CPU_PATCHES
 from asympo_plugin.verl.cpu.staleness import STALENESS_PATCH
 

@@ -53,7 +53,9 @@ def prompt_ids(tokenizer, prompt: str) -> list[int]:
 
 
 @torch.no_grad()
-def generate(model, tokenizer, prompts: list[str], *, greedy: bool, seed: int = 0, max_new_tokens: int = 16) -> list[str]:
+def generate(
+    model, tokenizer, prompts: list[str], *, greedy: bool, seed: int = 0, max_new_tokens: int = 16
+) -> list[str]:
     """Decoded responses for ``prompts`` in one left-padded batch (temperature 1, no top-k/p when sampling)."""
     was_training = model.training
     model.eval()
