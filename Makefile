@@ -35,8 +35,9 @@ setup-openrlhf:
 test-openrlhf: setup-openrlhf
 	$(VENV_OPENRLHF)/bin/python -m pytest -q tests/openrlhf_adapter
 
-fuzz: $(STAMP)
+fuzz: $(STAMP) setup-openrlhf
 	ASYMPO_HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q -p no:cacheprovider --hypothesis-show-statistics tests/test_fuzz_degenerate_on_cpu.py
+	ASYMPO_HYPOTHESIS_PROFILE=fuzz $(VENV_OPENRLHF)/bin/python -m pytest -q -p no:cacheprovider --hypothesis-show-statistics tests/openrlhf_adapter/test_openrlhf_fuzz_on_cpu.py
 
 demo: $(STAMP)
 	$(PY) -m asympo_plugin.demo

@@ -57,7 +57,7 @@ def actor_config(loss: str, *overrides: str):
 
 # Hypothesis profiles: "ci" (make test: fast) and "fuzz" (make fuzz: >= 10,000 examples per test and loss).
 # Select with --hypothesis-profile=fuzz or ASYMPO_HYPOTHESIS_PROFILE=fuzz.
-try:  # OpenRLHF's venv (tests/openrlhf_adapter) has no hypothesis; it fuzzes nothing
+try:  # both venvs install hypothesis (setup.cfg's test extra; requirements-openrlhf.txt)
     from hypothesis import settings as _hypothesis_settings
 except ImportError:
     _hypothesis_settings = None

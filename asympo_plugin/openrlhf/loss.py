@@ -103,14 +103,19 @@ class AsympoPolicyLoss(PolicyLoss):
             spo_neg_scale=self.spo_neg_scale,
             asympo_allow_unbalanced_agg=self.asympo_allow_unbalanced_agg,
         )
-        loss = aggregate_loss(
-            loss_mat,
-            mask,
-            token_level_loss=self.token_level_loss,
-            dp_size=dp_size,
-            batch_num_tokens=batch_num_tokens,
-            global_batch_size=global_batch_size,
-        )
+        if not mask.any():
+            # No response token in this micro-batch: it contributes nothing. OpenRLHF's masked_mean would return
+            # 0/0 = NaN here (found by tests/openrlhf_adapter/test_openrlhf_fuzz_on_cpu.py).
+            loss = (loss_mat * 0).sum()
+        else:
+            loss = aggregate_loss(
+                loss_mat,
+                mask,
+                token_level_loss=self.token_level_loss,
+                dp_size=dp_size,
+                batch_num_tokens=batch_num_tokens,
+                global_batch_size=global_batch_size,
+            )
         self.last_metrics = metrics
         zero = loss.detach().new_zeros(())
         # clip_ratio and ppo_kl compare with the old log-probs; training_step stores them, the metrics
