@@ -44,20 +44,26 @@ def test_loss_and_gradient_stay_finite(configs, data, loss_name):
     from verl.trainer.ppo.core_algos import get_policy_loss_fn
 
     log_prob, adv, mask, agg = data
-    log_prob = log_prob.clone().requires_grad_(True)
     cfg = configs[loss_name]
     cfg.global_batch_info.clear()
     fn = get_policy_loss_fn(loss_name)
     assert fn is LOSSES[loss_name]
-    loss, metrics = fn(
+    native, _ = fn(
         old_log_prob=None, log_prob=log_prob, advantages=adv, response_mask=mask, loss_agg_mode=agg, config=cfg
     )
-    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert native.dtype == torch.float32 and torch.isfinite(native)
+    # The gradient of a float32 copy (verl's actor computes log-probs in float32). In fp16 a true per-token gradient of
+    # |A| / s_i (1e4 / 0.01 = 1e6) is beyond the dtype's range (65504): the caller's dtype, not the loss, overflows.
+    log_prob = log_prob.float().requires_grad_(True)
+    loss, metrics = fn(
+        old_log_prob=None, log_prob=log_prob, advantages=adv.float(), response_mask=mask, loss_agg_mode=agg, config=cfg
+    )
+    torch.testing.assert_close(loss.detach(), native.detach(), rtol=1e-2, atol=1e-2)
     assert _finite_metrics(metrics), metrics
     (grad,) = torch.autograd.grad(loss, log_prob, allow_unused=True)
     if grad is not None:
-        assert torch.isfinite(grad.float()).all()
-        dead = ~mask | ~torch.isfinite(log_prob.detach().float())
+        assert torch.isfinite(grad).all()
+        dead = ~mask | ~torch.isfinite(log_prob.detach())
         assert (grad[dead] == 0).all()
     if (adv == 0).all():
         assert loss == 0
@@ -75,7 +81,11 @@ def test_core_plugin_loss_stays_finite(data, asympo_eps, spo_neg_scale, mask_dty
     """The framework-free core both adapters call (verl and OpenRLHF): finite loss matrix and gradient, zero
     on masked and non-finite tokens, finite metrics; T = 0 included."""
     log_prob, adv, mask, agg = data
-    log_prob = log_prob.clone().requires_grad_(True)
+    settings_ = {"asympo_eps": asympo_eps, "spo_neg_scale": spo_neg_scale, "asympo_allow_unbalanced_agg": True}
+    native, _, _ = plugin_loss(loss_name, log_prob, adv, mask.to(mask_dtype), loss_agg_mode=agg, **settings_)
+    assert native.dtype == torch.float32 and torch.isfinite(native).all()  # in the inputs' own dtype
+    log_prob = log_prob.float().requires_grad_(True)  # float32 gradient (see test_loss_and_gradient_stay_finite)
+    adv = adv.float()
     loss_mat, out_mask, metrics = plugin_loss(
         loss_name,
         log_prob,
@@ -95,7 +105,7 @@ def test_core_plugin_loss_stays_finite(data, asympo_eps, spo_neg_scale, mask_dty
     total = (loss_mat * out_mask).sum() / out_mask.sum().clamp(min=1)  # any framework's masked mean
     (grad,) = torch.autograd.grad(total, log_prob, allow_unused=True)
     if grad is not None:
-        assert torch.isfinite(grad.float()).all() and (grad[dead] == 0).all()
+        assert torch.isfinite(grad).all() and (grad[dead] == 0).all()
     if (adv == 0).all():
         assert (loss_mat == 0).all()
 
