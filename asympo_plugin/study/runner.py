@@ -22,6 +22,9 @@ from .matrix import Cell, Preset, cell_overrides, pipeline_for
 MARKER = "DONE.json"
 
 
+STUDY_ROLLOUT = "hf"
+
+
 def cell_argv(cell: Cell, preset: Preset, task, run_dir: Path) -> list[str]:
     """The full ``python -m asympo_plugin.study.train`` argument list of one cell."""
     pipeline, delay = pipeline_for(cell.staleness)
@@ -35,6 +38,9 @@ def cell_argv(cell: Cell, preset: Preset, task, run_dir: Path) -> list[str]:
         lr=preset.lr,
         test_freq=preset.test_freq,
         pipeline=pipeline,
+        # The study's rollout is hf at every staleness level: its delayed weight sync (staleness >= 2,
+        # delayed_sync.py) stamps policy versions through the hf server, which vLLM's server does not have.
+        rollout=STUDY_ROLLOUT,
         extra=(*cell_overrides(cell), "trainer.val_before_train=False", *preset.extra),
     )
     metrics = run_dir / "metrics.jsonl"
