@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import shutil
 import subprocess
 import sys
 import types
 from pathlib import Path
 
 import pytest
+from patch_diffs import assert_diff_applies
 import torch
 from omegaconf import OmegaConf
 
@@ -143,16 +143,7 @@ def test_each_diff_applies_to_the_pinned_verl(patch, tmp_path):
 
     diff = REPO / "patches" / f"{patch.name}.diff"
     site = Path(verl.__file__).parents[1]
-    targets = [line[6:].strip() for line in diff.read_text().splitlines() if line.startswith("+++ b/")]
-    assert targets
-    for target in targets:
-        (tmp_path / target).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(site / target, tmp_path / target)
-    git = shutil.which("git")
-    if git is None:
-        pytest.skip("git not installed")
-    result = subprocess.run([git, "apply", "--check", "-p1", str(diff)], cwd=tmp_path, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    assert_diff_applies(diff, site, tmp_path)
 
 
 def test_every_patch_has_a_diff_and_a_readme_entry():

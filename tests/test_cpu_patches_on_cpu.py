@@ -4,12 +4,12 @@ replay-buffer poll patch does what it says - in a subprocess, so this test proce
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from patch_diffs import assert_diff_applies
 import verl
 
 from asympo_plugin.verl.cpu.patches import CPU_PATCHES
@@ -24,16 +24,7 @@ def test_cpu_patch_diff_applies_to_the_pinned_verl(patch, tmp_path):
     diff = REPO / "patches" / f"{patch.name}.diff"
     assert diff.exists(), f"patches/{patch.name}.diff is missing"
     site = Path(verl.__file__).parents[1]
-    targets = [line[6:].strip() for line in diff.read_text().splitlines() if line.startswith("+++ b/")]
-    assert targets
-    for target in targets:
-        (tmp_path / target).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(site / target, tmp_path / target)
-    git = shutil.which("git")
-    if git is None:
-        pytest.skip("git not installed")
-    result = subprocess.run([git, "apply", "--check", "-p1", str(diff)], cwd=tmp_path, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    assert_diff_applies(diff, site, tmp_path)
 
 
 @pytest.mark.parametrize("patch", ALL, ids=lambda p: p.name)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from patch_diffs import assert_diff_applies
 
 from asympo_plugin.patching import installed_version
 
@@ -120,16 +121,7 @@ def test_each_diff_applies_to_the_pinned_release(diff, package, tmp_path):
 
     path = REPO / "patches" / diff
     site = Path(importlib.util.find_spec(package).origin).parents[1]
-    targets = [line[6:].strip() for line in path.read_text().splitlines() if line.startswith("+++ b/")]
-    assert targets
-    for target in targets:
-        (tmp_path / target).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(site / target, tmp_path / target)
-    git = shutil.which("git")
-    if git is None:
-        pytest.skip("git not installed")
-    result = subprocess.run([git, "apply", "--check", "-p1", str(path)], cwd=tmp_path, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    assert_diff_applies(path, site, tmp_path)
 
 
 def _dry_run(task, **kwargs):
