@@ -165,6 +165,16 @@ def refuse_behavior_settings(ed: Editor, loss: str) -> None:
                 f"{key}=true makes the rollout's log-probs the old log-probs, but {why}. Remove the setting (the "
                 f"plugin turns it off for {loss}) or use a loss that reads behavior log-probs (e.g. vanilla)."
             )
+    key = "actor_rollout_ref.rollout.calculate_log_probs"
+    if ed.is_explicit(key) and ed.get(key) and ed.get("algorithm.rollout_correction") is not None:
+        # verl 0.9.1 (ray_trainer.py:1650, separation/ray_trainer.py:604): a batch with rollout log-probs goes
+        # through compute_rollout_correction_and_add_to_batch, which reads old_log_probs: KeyError at step 1.
+        raise SettingsError(
+            f"{key}=true ships the rollout's log-probs, and verl's rollout-correction stage then reads old_log_probs "
+            f"from every batch that has them (a KeyError at the first step), but {why}. Remove the setting (the "
+            f"plugin turns it off for {loss}) or use a loss that reads behavior log-probs (e.g. vanilla with "
+            "algorithm.rollout_correction.bypass_mode=true)."
+        )
     adv = ed.get("algorithm.adv_estimator")
     if adv in ADV_ESTIMATORS_READING_OLD_LOG_PROBS:
         raise SettingsError(f"algorithm.adv_estimator={adv} reads old_log_probs, but {why}. Use grpo, rloo, gpg, ...")
