@@ -2,14 +2,19 @@
 staleness-1 collapse must not come from a pipeline that delivers something else than it claims).
 
 For each staleness mechanism the study uses, one short real run on CPU (verl's one-step-off trainer, the
-``hf`` rollout) with the evidence recorder on (``asympo_plugin/verl/cpu/recorder.py``):
+``hf`` rollout; one-step-off also with real vLLM as the rollout) with the evidence recorder on
+(``asympo_plugin/verl/cpu/recorder.py``):
 
 1. every response's recorded rollout log-probs are recomputed (plain ``transformers`` forward) under the
    actor's published checkpoint of the version the response is stamped with; they agree within
    ``LOGPROB_TOL`` there and disagree by more than ``NEIGHBOUR_MIN`` at the neighbouring versions (so the
-   test can fail);
+   test can fail). With ``hf`` the server records each sample as it decodes; with vLLM (whose engine runs in
+   its own process) the log-probs are vLLM's own (``rollout.calculate_log_probs=True``, PPO-clip bypass: a
+   behavior-free loss refuses that setting), recorded from the training batch;
 2. after every sync, every parameter and buffer of the rollout model has the checksum of the actor's
-   publication of that version (nothing partly synced, nothing stale);
+   publication of that version (nothing partly synced, nothing stale). ``hf`` only: vLLM's model holds
+   fused and repacked tensors (``qkv_proj``, ``gate_up_proj``), not the published ones; for vLLM part 1 is
+   the evidence (a tensor left stale or half-loaded would move the log-probs of every sampled token);
 3. every trained response carries the version the rollout stamped, the staleness the metric logged
    (``learner_version - policy_version``), the score of its own prompt's ground truth (the task's
    ``compute_score``), and its own group's GRPO advantage.
@@ -35,12 +40,21 @@ LOGPROB_TOL = 1e-4  # fp32, same model code; the rollout decodes with a KV cache
 NEIGHBOUR_MIN = 1e-3  # max |delta log-prob| over a batch under the wrong version must exceed this
 LR = 5e-3
 
+# vLLM's own log-probs need rollout.calculate_log_probs=True, which a behavior-free loss refuses (verl's
+# rollout-correction stage would read the old log-probs it never computes); the pipeline's versioning does not
+# depend on the loss, so that run uses the study's PPO-clip bypass method (the rollout's log-probs are the old ones).
+VLLM_LOG_PROBS = (
+    "algorithm.rollout_correction.bypass_mode=True",
+    "actor_rollout_ref.rollout.calculate_log_probs=True",
+)
 MECHANISMS = {
-    # name: (steps, extra overrides, the staleness every step after the warm-up must show)
-    "one-step-off": (4, (), 1),
-    "delayed-k2": (4, "delay:1", 2),
-    "delayed-k4": (6, "delay:3", 4),
+    # name: (steps, extra overrides, the staleness every step after the warm-up must show, rollout, loss)
+    "one-step-off": (4, (), 1, "hf", "asympo"),
+    "one-step-off-vllm": (4, VLLM_LOG_PROBS, 1, "vllm", "vanilla"),
+    "delayed-k2": (4, "delay:1", 2, "hf", "asympo"),
+    "delayed-k4": (6, "delay:3", 4, "hf", "asympo"),
 }
+TEMPERATURE = 1.0  # set explicitly for every run (vLLM's rows carry no temperature of their own)
 
 
 def _delayed(delay: int) -> tuple[str, ...]:
@@ -66,8 +80,8 @@ def task():
 @pytest.fixture(scope="module", params=list(MECHANISMS))
 def recorded(request, task, tmp_path_factory):
     name = request.param
-    steps, extra, staleness = MECHANISMS[name]
-    if extra:
+    steps, extra, staleness, rollout, loss = MECHANISMS[name]
+    if isinstance(extra, str):
         extra = _delayed(int(extra.split(":")[1]))
     run_dir = tmp_path_factory.mktemp(name) / "run"
     record = run_dir / "record"
@@ -75,14 +89,27 @@ def recorded(request, task, tmp_path_factory):
     mp.setenv("ASYMPO_RECORD_DIR", str(record))
     try:
         argv = train_overrides(
-            task, run_dir, steps=steps, batch_size=4, n=4, lr=LR, test_freq=-1, rollout="hf",
-            extra=("trainer.val_before_train=False", *extra),
+            task, run_dir, loss=loss, steps=steps, batch_size=4, n=4, lr=LR, test_freq=-1, rollout=rollout,
+            extra=("trainer.val_before_train=False", f"actor_rollout_ref.rollout.temperature={TEMPERATURE}", *extra),
         )  # fmt: skip
         result = run_training(argv, run_dir)
     finally:
         mp.undo()
     assert result.returncode == 0, result.log_path.read_text()[-3000:]
     return name, staleness, record, result
+
+
+def _sampled(name: str, record: Path) -> list[dict]:
+    """Every sampled response with the rollout's own log-probs and the version it is stamped with."""
+    if MECHANISMS[name][3] == "hf":
+        return [s for s in _jsonl(record / "samples_0.jsonl") if s["temperature"] > 0 and s["response_ids"]]
+    rows = [r for r in _jsonl(record / "batches.jsonl") if r["response_ids"]]
+    assert rows and all(r["rollout_log_probs"] is not None for r in rows), f"{name}: vLLM returned no log-probs"
+    return [
+        {**r, "log_probs": r["rollout_log_probs"], "temperature": TEMPERATURE}
+        for r in rows
+        if r["policy_version"] is not None
+    ]
 
 
 def _distinct_publications(record: Path) -> list[dict]:
@@ -118,7 +145,8 @@ def test_samples_come_from_exactly_the_stamped_version(task, recorded):
     assert len(versions) >= 3, f"{name}: the actor published {len(versions)} distinct versions"
     model = AutoModelForCausalLM.from_pretrained(task.model_dir, dtype=torch.float32, attn_implementation="sdpa")
     model.eval()
-    samples = [s for s in _jsonl(record / "samples_0.jsonl") if s["temperature"] > 0 and s["response_ids"]]
+    samples = _sampled(name, record)
+    assert len(samples) >= 16, (name, len(samples))
     by_version = defaultdict(list)
     for s in samples:
         by_version[s["policy_version"]].append(s)
@@ -147,6 +175,8 @@ def test_samples_come_from_exactly_the_stamped_version(task, recorded):
 
 def test_every_sync_delivers_every_tensor_of_the_stamped_version(recorded):
     name, _, record, _ = recorded
+    if MECHANISMS[name][3] != "hf":
+        pytest.skip("vLLM's model holds fused/repacked tensors; the log-prob check is the evidence (docstring, 2.)")
     published = [e["checksums"] for e in _distinct_publications(record)]
     syncs = _jsonl(record / "syncs_0.jsonl")
     assert len(syncs) >= 3
@@ -174,7 +204,7 @@ def test_trained_responses_carry_their_version_score_and_group_advantage(task, r
         spec.loader.exec_module(module)
         compute_score = getattr(module, task.reward_name)
     stamps = {}
-    for s in _jsonl(record / "samples_0.jsonl"):
+    for s in _sampled(name, record):
         stamps.setdefault((tuple(s["prompt_ids"]), tuple(s["response_ids"])), set()).add(s["policy_version"])
     rows = _jsonl(record / "batches.jsonl")
     by_step = defaultdict(list)

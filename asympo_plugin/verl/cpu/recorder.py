@@ -10,7 +10,10 @@ variable to every Ray worker). It writes, under that directory:
 * ``samples_<replica>.jsonl``: every sampled response: prompt ids, response ids, the per-token log-probs of the
   sampling distribution, the stamped ``policy_version``;
 * ``batches.jsonl``: every training batch, at the point the staleness metric is computed: per response its uid,
-  prompt and response ids, policy version, score, advantage and ground truth, with the learner version.
+  prompt and response ids, policy version, score, advantage and ground truth, with the learner version, and
+  the rollout's own per-token log-probs where the batch carries them (``rollout_log_probs``: vLLM with
+  ``rollout.calculate_log_probs=True``; vLLM's engine runs in its own process, so this is where its
+  log-probs are recorded).
 
 ``tests/test_staleness_proof_on_cpu.py`` recomputes the log-probs under the checkpoint of the version the
 staleness metric names and checks the rest against the task's own reward and verl's GRPO advantage.
@@ -88,6 +91,7 @@ def trained(batch, learner_version: int) -> None:
     prompt_mask = td["attention_mask"][:, : prompts.shape[1]].bool()
     scores = td["token_level_scores"].sum(-1)
     advantages = td["advantages"]
+    rollout_log_probs = td["rollout_log_probs"] if "rollout_log_probs" in td.keys() else None
     for i in range(responses.shape[0]):
         valid = response_mask[i]
         _append(
@@ -101,5 +105,6 @@ def trained(batch, learner_version: int) -> None:
                 "score": float(scores[i]),
                 "advantage": float(advantages[i][valid][0]) if valid.any() else 0.0,
                 "ground_truth": str(nt["reward_model"][i]["ground_truth"]),
+                "rollout_log_probs": None if rollout_log_probs is None else rollout_log_probs[i][valid].tolist(),
             },
         )
