@@ -56,3 +56,28 @@ def test_warm_start_can_spell_but_prefers_the_distractor(task):
     assert info["warm_start_sampled_accuracy"] + info["warm_start_sampled_distractor"] >= 0.8
     assert info["val_sampled"]["right"] <= 0.35
     assert info["val_greedy"]["distractor"] > info["val_greedy"]["right"]
+
+
+def test_openrlhf_reward_file_scores_as_verl_does(tmp_path):
+    """OpenRLHF loads ``reward_func`` by file path (``--reward.remote_url FILE.py``) and passes the decoded
+    prompt + response with special tokens kept; the score must be verl's ``compute_score`` of the response."""
+    import importlib.util
+    import json
+
+    from asympo_plugin.task import openrlhf_task
+
+    spec = importlib.util.spec_from_file_location("reward_func", openrlhf_task.__file__)  # as OpenRLHF does
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    tokenizer = build_tokenizer()
+    rows = [json.loads(line) for line in openrlhf_task.write_prompts(tmp_path / "p.jsonl", n=3).read_text().splitlines()]
+    assert len(rows) == 3 and all(r["label"] == letters.answer(r["prompt"][0]["content"]) for r in rows)
+    for row in rows:
+        prompt = tokenizer.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
+        for response, want in ((row["label"], 1.0), (letters.distractor(row["prompt"][0]["content"]), 0.0)):
+            ids = tokenizer(prompt + response, add_special_tokens=False)["input_ids"]
+            query = tokenizer.decode([*ids, tokenizer.convert_tokens_to_ids(EOS_TURN)], skip_special_tokens=False)
+            got = module.reward_func([query], [prompt], [row["label"]])
+            assert float(got["rewards"][0]) == want == letters.compute_score(letters.DATA_SOURCE, response, row["label"])
+    with pytest.raises(ValueError, match="does not start with its prompt"):
+        module.reward_func(["other"], ["prompt"], ["x"])
