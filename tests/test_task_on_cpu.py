@@ -70,7 +70,9 @@ def test_openrlhf_reward_file_scores_as_verl_does(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     tokenizer = build_tokenizer()
-    rows = [json.loads(line) for line in openrlhf_task.write_prompts(tmp_path / "p.jsonl", n=3).read_text().splitlines()]
+    rows = [
+        json.loads(line) for line in openrlhf_task.write_prompts(tmp_path / "p.jsonl", n=3).read_text().splitlines()
+    ]
     assert len(rows) == 3 and all(r["label"] == letters.answer(r["prompt"][0]["content"]) for r in rows)
     for row in rows:
         prompt = tokenizer.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
@@ -78,6 +80,8 @@ def test_openrlhf_reward_file_scores_as_verl_does(tmp_path):
             ids = tokenizer(prompt + response, add_special_tokens=False)["input_ids"]
             query = tokenizer.decode([*ids, tokenizer.convert_tokens_to_ids(EOS_TURN)], skip_special_tokens=False)
             got = module.reward_func([query], [prompt], [row["label"]])
-            assert float(got["rewards"][0]) == want == letters.compute_score(letters.DATA_SOURCE, response, row["label"])
+            assert (
+                float(got["rewards"][0]) == want == letters.compute_score(letters.DATA_SOURCE, response, row["label"])
+            )
     with pytest.raises(ValueError, match="does not start with its prompt"):
         module.reward_func(["other"], ["prompt"], ["x"])

@@ -10,6 +10,7 @@ actor forward runs, OpenRLHF's own metrics are there, none of the plugin's.
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -86,9 +87,19 @@ def test_behavior_free_step_in_openrlhfs_real_trainer(loss, model_dir, ray_sessi
     print(f"{loss}: train_step {seconds:.2f} s, pos {sum(pos) / len(pos):+.3f}, neg {sum(neg) / len(neg):+.3f}")
 
 
-def test_ppo_is_stock_openrlhf(model_dir, ray_session):
+def test_ppo_is_stock_openrlhf(model_dir, ray_session, tmp_path, monkeypatch):
+    from asympo_plugin import patching
+    from asympo_plugin.openrlhf.cpu import PROBE_ENV, probe
+
+    # The CLI end-to-end test counts old-log-prob forwards with this probe: here it must see PPO's one.
+    monkeypatch.setenv(PROBE_ENV, str(tmp_path))
+    patching.install(probe.PATCHES)
     status, calls, delta, rewards, seconds = _one_step("ppo", model_dir)
     assert calls[OLD_LOG_PROB_FORWARD] == 1, calls  # PPO's old-log-prob forward runs as in stock OpenRLHF
+    probed = [
+        json.loads(line)["actor"] for f in tmp_path.glob("dispatch-*.jsonl") for line in f.read_text().splitlines()
+    ]
+    assert probed == ["PolicyModelActor"], probed
     assert math.isfinite(status["policy_loss"])
     assert "ppo_clip_ratio" in status and "ppo_kl" in status
     assert not [k for k in status if k.startswith("actor/scale/") or k == names.OLD_LOG_PROB_SKIPPED], sorted(status)

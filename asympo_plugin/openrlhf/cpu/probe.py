@@ -4,7 +4,11 @@
   of the group: ``PolicyModelActor`` is the old-log-prob forward), from a wrapper around OpenRLHF's own
   ``RemoteExperienceMaker._dispatch_forward`` (``PROBE_PATCH``, installed only with the probe dir set).
 * ``sent-<pid>.jsonl`` / ``loaded-<pid>.jsonl``: per weight sync, a fingerprint (sum and sum of squares in
-  float64 over every parameter) of the weights the trainer sent and of vLLM's model after loading them.
+  float64 over every parameter; invariant to vLLM's fusing of q/k/v and gate/up) of the weights the trainer
+  sent and of vLLM's model after loading them; for vLLM also ``packed_max_rel``: over every linear layer
+  that computes from a packed copy (``layer.cpu_linear``, vLLM's CPU GEMM), the largest relative difference
+  between its output and ``F.linear`` with the layer's loaded weight on a fixed random input (a stale
+  packed copy computes with the old weights).
 """
 
 from __future__ import annotations
@@ -43,8 +47,31 @@ def record_sent_weights(named_params) -> None:
     _write("sent", fingerprint(p for _, p in named_params))
 
 
+def packed_max_rel(model) -> tuple[float, int]:
+    """``(largest relative |packed GEMM - F.linear(loaded weight)|, number of layers checked)`` over vLLM's CPU
+    linear layers."""
+    import torch
+    import torch.nn.functional as F
+
+    worst, layers = 0.0, 0
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for module in model.modules():
+            compute, weight = getattr(module, "cpu_linear", None), getattr(module, "weight", None)
+            if compute is None or weight is None or weight.ndim != 2 or weight.numel() == 0:
+                continue
+            x = torch.randn(8, weight.shape[1], generator=g).to(weight.dtype)
+            bias = getattr(module, "bias", None)
+            want = F.linear(x, weight, bias).double()
+            got = compute(x, weight, bias).double()
+            worst = max(worst, float((got - want).abs().max() / want.abs().max().clamp_min(1e-12)))
+            layers += 1
+    return worst, layers
+
+
 def record_loaded_weights(model) -> None:
-    _write("loaded", fingerprint(model.parameters()))
+    worst, layers = packed_max_rel(model)
+    _write("loaded", {**fingerprint(model.parameters()), "packed_max_rel": worst, "packed_layers": layers})
 
 
 def _actor_name(group) -> str:
