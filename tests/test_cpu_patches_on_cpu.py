@@ -13,10 +13,10 @@ from patch_diffs import assert_diff_applies
 import verl
 
 from asympo_plugin.verl.cpu.patches import CPU_PATCHES
-from asympo_plugin.verl.cpu.staleness import STALENESS_PATCH
+from asympo_plugin.verl.cpu.staleness import FULLY_ASYNC_RECORDER_PATCH, STALENESS_PATCH
 
 REPO = Path(__file__).resolve().parents[1]
-ALL = (*CPU_PATCHES, STALENESS_PATCH)
+ALL = (*CPU_PATCHES, STALENESS_PATCH, FULLY_ASYNC_RECORDER_PATCH)
 
 
 @pytest.mark.parametrize("patch", ALL, ids=lambda p: p.name)

@@ -71,14 +71,14 @@ def activate() -> None:
     from . import platform  # noqa: F401  (registers "cpu" in PlatformRegistry)
     from . import checkpoint_engine, rollout
     from .patches import CPU_PATCHES
-    from .staleness import STALENESS_PATCH
+    from .staleness import FULLY_ASYNC_RECORDER_PATCH, STALENESS_PATCH
     from .vllm_fixes import install_verl_fixes
 
     from ... import patching
 
     rollout.register()
     checkpoint_engine.register()
-    patching.install([*CPU_PATCHES, STALENESS_PATCH])
+    patching.install([*CPU_PATCHES, STALENESS_PATCH, FULLY_ASYNC_RECORDER_PATCH])
     install_verl_fixes()
 
 

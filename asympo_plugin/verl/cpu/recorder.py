@@ -83,9 +83,15 @@ def sampled(replica_rank: int, prompt_ids, token_ids, log_probs, policy_version,
     )
 
 
-def trained(batch, learner_version: int) -> None:
-    """One training batch (a verl ``DataProto``) as the trainer is about to update on it."""
+def trained(batch, learner_version: int, policy_versions=None, first_policy_versions=None) -> None:
+    """One training batch (a verl ``DataProto``) as the trainer is about to update on it.
+
+    ``policy_versions`` (per response) default to the batch's ``policy_version``; ``first_policy_versions``, where
+    given, is the version each response's generation started at (fully async: ``min_global_steps``).
+    """
     td, nt = batch.batch, batch.non_tensor_batch
+    if policy_versions is None:
+        policy_versions = nt.get("policy_version")
     responses, prompts = td["responses"], td["prompts"]
     response_mask = td["response_mask"].bool()
     prompt_mask = td["attention_mask"][:, : prompts.shape[1]].bool()
@@ -101,10 +107,17 @@ def trained(batch, learner_version: int) -> None:
                 "uid": str(nt["uid"][i]),
                 "prompt_ids": prompts[i][prompt_mask[i]].tolist(),
                 "response_ids": responses[i][valid].tolist(),
-                "policy_version": None if nt.get("policy_version") is None else nt["policy_version"][i],
+                "policy_version": None if policy_versions is None else _plain_int(policy_versions[i]),
+                "first_policy_version": None if first_policy_versions is None else _plain_int(first_policy_versions[i]),
                 "score": float(scores[i]),
                 "advantage": float(advantages[i][valid][0]) if valid.any() else 0.0,
-                "ground_truth": str(nt["reward_model"][i]["ground_truth"]),
+                # None where the batch has no reward_model column (fully async: verl's agent loop scores the
+                # response itself and returns a new batch without the dataset's columns)
+                "ground_truth": str(nt["reward_model"][i]["ground_truth"]) if "reward_model" in nt else None,
                 "rollout_log_probs": None if rollout_log_probs is None else rollout_log_probs[i][valid].tolist(),
             },
         )
+
+
+def _plain_int(value):
+    return None if value is None else int(value)

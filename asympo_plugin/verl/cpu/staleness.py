@@ -110,3 +110,49 @@ STALENESS_PATCH = Patch(
     source_sha256="4180c12b81b804d14efc6e1df3074f59134e896b1ad457beef5085c1eddad218",
     make_replacement=_collect_metrics_with_staleness,
 )
+
+
+# -- verl's fully-async trainer: the evidence recorder only ------------------------------------------------
+# verl logs its own staleness there (``fully_async/count/stale_trajectory_processed``: trajectories whose
+# ``max_global_steps`` is behind ``current_param_version`` when the trainer takes them), so no metric is added.
+# ``fit_step`` trains (``_fit_update_actor``) with ``current_param_version`` = the number of weight syncs after the
+# initial one, then increments it (``_fit_update_local_step``) and syncs with ``global_steps=current_param_version``
+# (``_fit_update_weights``); the rollout servers stamp that as ``global_steps``, and every trajectory carries the
+# first and last stamp it was generated under (``min_global_steps``/``max_global_steps``). With
+# ``trigger_parameter_sync_step=1`` and one optimizer step per trainer step, a param version is the number of
+# optimizer updates: the recorder's learner and policy versions. With more local steps per sync the actor trains
+# on weights no rollout ever served, so the recorder refuses that setting rather than mislabel it.
+
+
+def _record_fully_async_batch(original):
+    def _fit_update_actor(self, batch):
+        if recorder.directory() is not None:
+            if self.trigger_parameter_sync_step != 1:
+                raise RuntimeError(
+                    "the evidence recorder (ASYMPO_RECORD_DIR) needs async_training.trigger_parameter_sync_step=1 "
+                    "(a param version is then the number of optimizer updates)"
+                )
+            nt = batch.non_tensor_batch
+            recorder.trained(
+                batch,
+                learner_version=self.current_param_version,
+                policy_versions=nt["max_global_steps"],
+                first_policy_versions=nt["min_global_steps"],
+            )
+        return original(self, batch)
+
+    return _fit_update_actor
+
+
+FULLY_ASYNC_RECORDER_PATCH = Patch(
+    name="cpu_fully_async_trained_batch_recorder",
+    why=(
+        "test evidence only (ASYMPO_RECORD_DIR): records each batch verl's fully-async trainer trains on, with "
+        "the param version it trains at and each trajectory's min/max_global_steps, right before the actor update."
+    ),
+    module="verl.experimental.fully_async_policy.fully_async_trainer",
+    # The class Ray instantiates (its tracing wrapper of the inherited method; see behavior_free.py).
+    attr="FullyAsyncTrainer.__ray_metadata__.modified_class._fit_update_actor",
+    source_sha256="0454b46d69d8f3140feb53f1fa71729f1617ba0878f27429b4e066c1923c0365",
+    make_replacement=_record_fully_async_batch,
+)
