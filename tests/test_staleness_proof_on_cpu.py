@@ -78,6 +78,8 @@ def _fully_async(steps: int, batch_size: int) -> tuple[str, ...]:
         "async_training.partial_rollout=False",
         f"rollout.total_rollout_steps={steps * batch_size}",
     )
+
+
 TEMPERATURE = 1.0  # set explicitly for every run (vLLM's rows carry no temperature of their own)
 
 
