@@ -101,30 +101,55 @@ def test_verl_example_runs_with_the_module_swapped(tmp_path, capsys, script, str
     assert node == value  # the script's own overrides reached the config
 
 
+TOKEN_MEAN_FIX = (
+    ('loss_agg_mode="token-mean"', 'loss_agg_mode="seq-mean-token-mean"'),
+    "Set actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-mean",
+)
+# verl's fully-async example ships the rollout's log-probs (its PPO needs them); with asympo verl's rollout-correction
+# stage would then read old log-probs that are never computed (KeyError at step 1): refused, fix named.
+ROLLOUT_LOG_PROBS_FIX = (
+    ("actor_rollout_ref.rollout.calculate_log_probs=True", "actor_rollout_ref.rollout.calculate_log_probs=False"),
+    "actor_rollout_ref.rollout.calculate_log_probs=true ships the rollout's log-probs",
+)
+
+
 @pytest.mark.parametrize(
-    "script, entry, strategy",
+    "script, entry, strategy, fixes",
     [
         # --config-path=config --config-name='ppo_megatron_trainer.yaml': relative to verl/trainer/.
-        ("dapo_7b_math_megatron_colocate.sh", "verl.trainer.main_ppo", "megatron"),
-        ("dapo_7b_math_fsdp2_4_4.sh", "verl.experimental.fully_async_policy.fully_async_main", "fsdp2"),
+        ("dapo_7b_math_megatron_colocate.sh", "verl.trainer.main_ppo", "megatron", (TOKEN_MEAN_FIX,)),
+        (
+            "dapo_7b_math_fsdp2_4_4.sh",
+            "verl.experimental.fully_async_policy.fully_async_main",
+            "fsdp2",
+            (TOKEN_MEAN_FIX, ROLLOUT_LOG_PROBS_FIX),
+        ),
     ],
 )
 def test_verl_dapo_example_token_mean_is_refused_then_runs_with_the_named_fix(
-    tmp_path, capsys, script, entry, strategy
+    tmp_path, capsys, script, entry, strategy, fixes
 ):
-    rc, _, err = run_script(swapped(EXAMPLES / script, tmp_path), tmp_path, capsys)
-    assert rc == 2 and "Set actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-mean" in err
-    fixed = swapped(
-        EXAMPLES / script,
-        tmp_path,
-        edit=lambda t: t.replace('loss_agg_mode="token-mean"', 'loss_agg_mode="seq-mean-token-mean"'),
-    )
-    rc, out, err = run_script(fixed, tmp_path, capsys)
+    applied = []
+    for (old, new), message in fixes:  # each refusal names its fix; applying them in turn, the script runs
+        rc, _, err = run_script(swapped(EXAMPLES / script, tmp_path, edit=_edits(applied)), tmp_path, capsys)
+        assert rc == 2 and message in err, err[-3000:]
+        applied.append((old, new))
+    rc, out, err = run_script(swapped(EXAMPLES / script, tmp_path, edit=_edits(applied)), tmp_path, capsys)
     assert rc == 0, err[-3000:]
     assert f"pipeline={entry}" in err
     actor = config_of(out)["actor_rollout_ref"]["actor"]
     assert actor["policy_loss"]["loss_mode"] == "asympo" and actor["strategy"] == strategy
     assert actor["clip_ratio_high"] == 0.28  # one of the script's own values
+
+
+def _edits(pairs):
+    def edit(text):
+        for old, new in pairs:
+            assert old in text, old
+            text = text.replace(old, new)
+        return text
+
+    return edit
 
 
 # ---- Hydra's flags, in process ----------------------------------------------------------------
