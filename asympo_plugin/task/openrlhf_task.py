@@ -26,9 +26,9 @@ def write_prompts(path: str | Path, n: int | None = None, split_name: str = "tra
     pairs = (train if split_name == "train" else val)[:n]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        for digits, target in pairs:
-            f.write(json.dumps({"prompt": [{"role": "user", "content": digits}], "label": target}) + "\n")
+    with open(path, "w") as f:  # the verl rows' own prompt messages and ground truth
+        for row in letters.to_verl_rows(pairs, split_name):
+            f.write(json.dumps({"prompt": row["prompt"], "label": row["reward_model"]["ground_truth"]}) + "\n")
     return path
 
 

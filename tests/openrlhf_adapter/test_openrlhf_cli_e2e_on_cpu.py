@@ -18,7 +18,6 @@ Measured, per run (``asympo_plugin/openrlhf/cpu/probe.py`` writes what the proce
 from __future__ import annotations
 
 import ast
-import json
 import math
 import os
 import re
@@ -30,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from asympo_plugin.core import metrics as names
-from asympo_plugin.openrlhf.cpu import PROBE_ENV
+from asympo_plugin.openrlhf.cpu import PROBE_ENV, probe
 from asympo_plugin.task import openrlhf_task, prepare
 
 pytestmark = pytest.mark.e2e
@@ -75,13 +74,6 @@ def _command(loss: str, extra, model_dir: Path, prompts: Path, out: Path) -> lis
         "--ckpt.output_dir", str(out / "ckpt"),
         *extra,
     ]  # fmt: skip
-
-
-def _jsonl(directory: Path, kind: str) -> list[dict]:
-    rows = []
-    for path in sorted(directory.glob(f"{kind}-*.jsonl")):
-        rows += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return sorted(rows, key=lambda r: r["time"])
 
 
 def _statuses(log: str) -> dict[int, dict]:
@@ -133,14 +125,14 @@ def test_every_step_trains_with_a_finite_plugin_loss(cli_run):
 
 def test_no_old_log_prob_forward_was_dispatched(cli_run):
     name, _, _, statuses, probe_dir = cli_run
-    dispatched = [r["actor"] for r in _jsonl(probe_dir, "dispatch")]
+    dispatched = [r["actor"] for r in probe.read(probe_dir, "dispatch")]
     assert "PolicyModelActor" not in dispatched, (name, dispatched)
     assert len(statuses) >= STEPS  # experience making did run, every step
 
 
 def test_new_weights_reach_vllm_after_every_step(cli_run):
     name, _, _, statuses, probe_dir = cli_run
-    sent, loaded = _jsonl(probe_dir, "sent"), _jsonl(probe_dir, "loaded")
+    sent, loaded = probe.read(probe_dir, "sent"), probe.read(probe_dir, "loaded")
     assert len(sent) >= len(statuses) - 1 >= STEPS - 1, (name, len(sent), len(statuses))
     assert len(loaded) == len(sent), (name, len(loaded), len(sent))
     for s, got in zip(sent, loaded):

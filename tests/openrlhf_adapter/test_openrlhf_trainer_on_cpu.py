@@ -10,7 +10,6 @@ actor forward runs, OpenRLHF's own metrics are there, none of the plugin's.
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
@@ -96,9 +95,7 @@ def test_ppo_is_stock_openrlhf(model_dir, ray_session, tmp_path, monkeypatch):
     patching.install(probe.PATCHES)
     status, calls, delta, rewards, seconds = _one_step("ppo", model_dir)
     assert calls[OLD_LOG_PROB_FORWARD] == 1, calls  # PPO's old-log-prob forward runs as in stock OpenRLHF
-    probed = [
-        json.loads(line)["actor"] for f in tmp_path.glob("dispatch-*.jsonl") for line in f.read_text().splitlines()
-    ]
+    probed = [r["actor"] for r in probe.read(tmp_path, "dispatch")]
     assert probed == ["PolicyModelActor"], probed
     assert math.isfinite(status["policy_loss"])
     assert "ppo_clip_ratio" in status and "ppo_kl" in status

@@ -31,6 +31,16 @@ def _write(kind: str, record: dict) -> None:
         f.write(json.dumps({"time": time.time(), **record}) + "\n")
 
 
+def read(directory, kind: str) -> list[dict]:
+    """Every ``kind`` record the processes of a run wrote under ``directory``, in time order."""
+    from pathlib import Path
+
+    rows = []
+    for path in sorted(Path(directory).glob(f"{kind}-*.jsonl")):
+        rows += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return sorted(rows, key=lambda r: r["time"])
+
+
 def fingerprint(tensors) -> dict[str, float]:
     import torch
 
