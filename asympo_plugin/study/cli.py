@@ -104,6 +104,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--cache-dir", help="task/model cache (default $ASYMPO_CACHE_DIR or ~/.cache/asympo-plugin)")
     run.add_argument("--report-only", action="store_true", help="run nothing; report the finished cells")
+    run.add_argument(
+        "--engine",
+        choices=("verl", "in-process"),
+        default="verl",
+        help="verl: verl's trainer, one job per cell (default); in-process: the frontier's engine "
+        "(asympo_plugin/study/engine.py: verl's config, advantage and ppo_loss in one process, no Ray)",
+    )
+    frontier = sub.add_parser("frontier", help="the stability frontier: lr x staleness x seeds (in-process engine)")
+    frontier.add_argument("--out", type=Path, help="sweep directory (default docs/study/frontier)")
+    frontier.add_argument("--workers", type=_positive_int, default=2, help="parallel runs, one thread each (default 2)")
+    frontier.add_argument("--cache-dir", help="task/model cache (default $ASYMPO_CACHE_DIR or ~/.cache/asympo-plugin)")
+    frontier.add_argument("--report-only", action="store_true", help="run nothing; report the finished runs")
     compare = sub.add_parser("compare", help="table and plots from your own verl runs (JSONL or TensorBoard)")
     compare.add_argument("runs", nargs="+", type=Path, help="verl JSONL logs, TensorBoard event files, or run dirs")
     compare.add_argument("--out", type=Path, default=Path("runs/compare"), help="where report.md and PNGs go")
@@ -180,7 +192,11 @@ def cmd_run(args) -> int:
 
         runs, failures = [load_cell(c, out) for c in matrix if (c.run_dir(out) / MARKER).exists()], []
     else:
-        runs, failures = sweep(matrix, preset, task, out, log=_say)
+        if args.engine == "in-process":
+            from .engine import configure_threads
+
+            configure_threads()
+        runs, failures = sweep(matrix, preset, task, out, log=_say, engine=args.engine)
     if not runs:
         _say("asympo-compare: no finished runs to report")
         return 1
@@ -226,6 +242,21 @@ def cmd_run(args) -> int:
     return 1 if failures else 0
 
 
+def cmd_frontier(args) -> int:
+    from ..task import prepare
+    from . import frontier
+
+    root = args.out or frontier.DEFAULT_ROOT
+    task = prepare(args.cache_dir, log=_say)
+    failures = [] if args.report_only else frontier.sweep(root, task, workers=args.workers, log=_say)
+    print(frontier.report(root))
+    _say(f"asympo-compare frontier: report in {root / 'frontier.md'} and {root / 'frontier.png'}")
+    if failures:
+        _say("asympo-compare frontier: failed runs:\n  " + "\n  ".join(failures))
+        return 1
+    return 0
+
+
 def cmd_compare(args) -> int:
     from .analysis import load_run
     from .report import ratios_text, write_report
@@ -261,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     with stop_on_signals():  # SIGTERM/SIGINT end the running cell's whole job (harness.run_job)
-        return cmd_run(args) if args.command == "run" else cmd_compare(args)
+        return {"run": cmd_run, "frontier": cmd_frontier, "compare": cmd_compare}[args.command](args)
 
 
 if __name__ == "__main__":

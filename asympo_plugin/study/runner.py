@@ -20,6 +20,7 @@ from .analysis import STEP_TIME, Run, summarize
 from .matrix import Cell, Preset, cell_overrides, pipeline_for
 
 MARKER = "DONE.json"
+REAL = "verl"  # DONE.json's "engine": verl's trainer (this module) or the in-process engine (engine.py)
 
 
 STUDY_ROLLOUT = "hf"
@@ -53,7 +54,7 @@ def complete_steps(metrics: dict[int, dict], steps: int) -> bool:
     return all(STEP_TIME in metrics.get(s, {}) for s in range(1, steps + 1))
 
 
-def is_finished(run_dir: Path, argv: list[str], steps: int) -> bool:
+def is_finished(run_dir: Path, argv: list[str], steps: int, engine: str = REAL) -> bool:
     marker = run_dir / MARKER
     if not marker.exists():
         return False
@@ -61,7 +62,8 @@ def is_finished(run_dir: Path, argv: list[str], steps: int) -> bool:
         done = json.loads(marker.read_text())
     except (OSError, json.JSONDecodeError):
         return False
-    return done.get("argv") == argv and complete_steps(read_metrics(run_dir / "metrics.jsonl"), steps)
+    same = done.get("argv") == argv and done.get("engine", REAL) == engine
+    return same and complete_steps(read_metrics(run_dir / "metrics.jsonl"), steps)
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -91,7 +93,8 @@ def run_cell(
         return False, wall, f"FAILED (exit {rc}); see {run_dir / 'train.log'}"
     if not complete_steps(metrics, preset.steps):
         return False, wall, f"INCOMPLETE metrics ({len(metrics)} steps logged); see {run_dir / 'train.log'}"
-    _write_atomically(run_dir / MARKER, json.dumps({"cell": cell.key, "argv": argv, "wall_s": wall}, indent=1))
+    marker = {"cell": cell.key, "argv": argv, "wall_s": wall, "engine": REAL}
+    _write_atomically(run_dir / MARKER, json.dumps(marker, indent=1))
     return True, wall, ""
 
 
@@ -111,18 +114,33 @@ def _eta(seconds: float) -> str:
     return f"{minutes:.0f} min" if minutes >= 1 else f"{seconds:.0f} s"
 
 
-def sweep(cells: list[Cell], preset: Preset, task, root: Path, *, log=print) -> tuple[list[Run], list[str]]:
-    """Run every unfinished cell in order (one line each, with an ETA); return the finished runs and failures."""
+def sweep(
+    cells: list[Cell], preset: Preset, task, root: Path, *, log=print, engine: str = REAL
+) -> tuple[list[Run], list[str]]:
+    """Run every unfinished cell in order (one line each, with an ETA); return the finished runs and failures.
+
+    ``engine``: :data:`REAL` (verl's trainer, one job per cell) or ``engine.ENGINE`` (in-process, the frontier).
+    """
     root.mkdir(parents=True, exist_ok=True)
+    if engine == REAL:
+        run = run_cell
+    else:
+        from . import engine as in_process
+
+        if engine != in_process.ENGINE:
+            raise ValueError(f"unknown engine {engine!r}: {REAL!r} or {in_process.ENGINE!r}")
+        run = in_process.run_cell
     todo = [
-        c for c in cells if not is_finished(c.run_dir(root), cell_argv(c, preset, task, c.run_dir(root)), preset.steps)
+        c
+        for c in cells
+        if not is_finished(c.run_dir(root), cell_argv(c, preset, task, c.run_dir(root)), preset.steps, engine)
     ]
     log(f"asympo-compare: {len(cells)} cells, {len(cells) - len(todo)} already finished, {len(todo)} to run -> {root}")
     walls: list[float] = []
     failures: list[str] = []
     guess = 70 + 1.5 * preset.steps  # seconds per run before the first one is measured (2 cores)
     for i, cell in enumerate(todo, 1):
-        ok, wall, message = run_cell(cell, preset, task, root)
+        ok, wall, message = run(cell, preset, task, root)
         walls.append(wall)
         remaining = (sum(walls) / len(walls) if walls else guess) * (len(todo) - i)
         if ok:
