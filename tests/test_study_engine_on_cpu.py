@@ -1,0 +1,107 @@
+"""The frontier's in-process engine (``asympo_plugin/study/engine.py``): what it must share with a real cell.
+
+Each test runs a few engine steps on the built-in task at a small batch (4 prompts x 4 responses), in this
+process, against the installed verl: the cell's resolved config, the sampled policy version, the behavior
+log-probs PPO-clip bypass reads, the loss verl's ``ppo_loss`` dispatches to, and the files the study reads.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from asympo_plugin.study import engine
+from asympo_plugin.study.analysis import load_run, summarize
+from asympo_plugin.study.matrix import FULL, METHODS, Cell
+from asympo_plugin.study.runner import MARKER, REAL, cell_argv, is_finished
+from asympo_plugin.task import prepare
+
+SMALL = replace(FULL, steps=4, batch_size=4, n=4, test_freq=2)
+
+
+@pytest.fixture(scope="module")
+def task():
+    return prepare(log=lambda *a: None)
+
+
+def make(task, tmp_path, method: str, staleness: int, lr: float = 5e-4):
+    cell = Cell(METHODS[method], staleness, seed=1)
+    cfg, _ = engine.engine_config(cell, replace(SMALL, lr=lr), task, cell.run_dir(tmp_path))
+    return engine.Engine(cfg, staleness, seed=1)
+
+
+def _same(state_a: dict, state_b: dict) -> bool:
+    return all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+
+
+def test_config_is_the_real_cells_resolved_config(task, tmp_path):
+    e = make(task, tmp_path, "ppo_bypass", 1, lr=6.32e-4)
+    actor = e.cfg.actor_rollout_ref.actor
+    assert actor.policy_loss.loss_mode == "vanilla" and e.bypass and e.reads_old
+    assert actor.optim.lr == pytest.approx(6.32e-4) and e.batch_size == 4 and e.n == 4
+    assert e.cfg.actor_rollout_ref.rollout.calculate_log_probs is True
+    a = make(task, tmp_path, "asympo", 1)
+    # asympo-train's own translation of the loss (behavior-free, its aggregation) is what the engine trains with
+    assert a.cfg.actor_rollout_ref.actor.policy_loss.loss_mode == "asympo" and not a.reads_old
+    assert a.actor_cfg.loss_agg_mode == a.cfg.actor_rollout_ref.actor.loss_agg_mode != "token-mean"
+
+
+def test_batch_t_is_sampled_by_version_t_minus_1_minus_staleness(task, tmp_path):
+    e = make(task, tmp_path, "spo", 2)
+    initial = e._snapshot()
+    seen = []
+    for t in range(1, 5):
+        m = e.step(t)
+        seen.append({k: v.clone() for k, v in e.sampler.state_dict().items()})
+        assert m["asympo/staleness/mean"] == min(t - 1, 2)
+    assert all(_same(initial, s) for s in seen[:3])  # versions 0, 0, 0
+    assert not _same(initial, seen[3])  # step 4 samples version 1
+    assert not _same(e._snapshot(), seen[3])  # ... while the actor is at version 3
+
+
+def test_bypass_reads_the_samplers_log_probs_and_they_differ_from_the_actors(task, tmp_path, monkeypatch):
+    from verl.workers.utils import losses
+
+    e = make(task, tmp_path, "ppo_bypass", 1)
+    captured = []
+    real = losses.ppo_loss
+
+    def spy(config, output, data, dp_group=None):
+        captured.append(data["old_log_probs"].clone())
+        return real(config, output, data, dp_group)
+
+    monkeypatch.setattr(losses, "ppo_loss", spy)
+    e.step(1)
+    m = e.step(2)  # sampled by version 0, trained at version 1: the ratio is not 1 any more
+    assert len(captured) == 2
+    assert m["actor/ppo_kl"] != 0.0 and "actor/pg_clipfrac" in m  # verl's vanilla PPO-clip, via the registry
+    # staleness 1 and no clipping hit would leave ppo_kl == 0 only if old == current
+    r = make(task, tmp_path, "ppo_recompute", 1)
+    r.step(1)
+    assert r.step(2)["actor/ppo_kl"] == pytest.approx(0.0, abs=1e-6)  # recomputed: old == current
+
+
+def test_asympo_goes_through_the_registry_with_its_diagnostics(task, tmp_path):
+    e = make(task, tmp_path, "asympo", 1)
+    m = e.step(1)
+    assert {"actor/asympo/s_p10", "actor/asympo/s_p50", "actor/asympo/floored_frac"} <= set(m)
+    assert abs(m["actor/scale/balance_residual"]) < 1e-5  # ASymPO's balance holds at every step
+    n = make(task, tmp_path, "naive", 1).step(1)
+    assert "actor/asympo/s_p50" not in n and abs(n["actor/scale/balance_residual_naive"]) > 0  # verl's gpg
+
+
+def test_a_run_writes_what_the_study_reads_and_resumes(task, tmp_path):
+    cell = Cell(METHODS["asympo"], 1, seed=1)
+    ok, wall, msg = engine.run_cell(cell, SMALL, task, tmp_path)
+    assert ok, msg
+    run_dir = cell.run_dir(tmp_path)
+    marker = json.loads((run_dir / MARKER).read_text())
+    assert marker["engine"] == engine.ENGINE
+    argv = cell_argv(cell, SMALL, task, run_dir)
+    assert is_finished(run_dir, argv, SMALL.steps, engine.ENGINE)
+    assert not is_finished(run_dir, argv, SMALL.steps, REAL)  # an engine run never stands in for a real cell
+    s = summarize(load_run(run_dir / "metrics.jsonl"))
+    assert s["steps"] == 4 and s["final_val_reward"] is not None and s["staleness"]["max"] == 1
