@@ -127,7 +127,7 @@ def broken(summaries: list[dict]) -> bool:
 
 def table(cells: dict) -> str:
     """One markdown table per method: rows staleness, columns lr."""
-    from .report import _fmt, markdown_table
+    from .report import _fmt
 
     parts = []
     for method in METHODS:
@@ -147,7 +147,9 @@ def table(cells: dict) -> str:
                     f"greedy val {_fmt([m['final_val_reward'] for m in members], '.2f')}"
                 )
             rows.append(row)
-        parts.append(f"**{ALL_METHODS[method].label}**\n\n{markdown_table(rows)}")
+        lines = ["| " + " | ".join(r) + " |" for r in rows]
+        lines.insert(1, "|" + "---|" * len(rows[0]))
+        parts.append(f"**{ALL_METHODS[method].label}**\n\n" + "\n".join(lines))
     return "\n\n".join(parts)
 
 
@@ -189,7 +191,8 @@ def plot(cells: dict, path: Path) -> None:
             ys = []
             for s in STALENESS:
                 br = [j for j, lr in enumerate(LRS) if (method, s, lr) in cells and broken(cells[(method, s, lr)])]
-                ys.append(br[0] if br else len(LRS))
+                complete = all((method, s, lr) in cells for lr in LRS)
+                ys.append(br[0] if br else (len(LRS) if complete else math.nan))  # nan: not all run yet
             offset = (k - (len(METHODS) - 1) / 2) * 0.06
             ax.plot([s + offset for s in range(len(STALENESS))], [y + offset for y in ys], "o-", color=colors[method],
                     label=ALL_METHODS[method].label)
@@ -205,10 +208,47 @@ def plot(cells: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def collapses(loaded, root: Path) -> str:
+    """Every collapsed run's mechanism sentence (``analysis.mechanism``); one diagnostics plot per method."""
+    from collections import Counter
+
+    from .analysis import mechanism
+    from .report import plot_mechanism
+
+    lines, plotted, changed = [], set(), Counter()
+    for lr, run, s in loaded:
+        if not s["collapsed"] or s["collapse_step"] is None:
+            continue
+        found = mechanism(run, s["collapse_step"])
+        for row in found["rows"]:
+            if row["changed"]:
+                direction = "up" if row["change"] is not None and row["change"] > 0 else "down"
+                changed[(run.method, f"{row['label']} {direction}")] += 1
+        lines.append(f"- lr {lr:g}, {run.name}: collapsed at step {s['collapse_step']} ({s['collapse_reason']}). "
+                     + found["text"])
+        if run.method not in plotted:
+            plotted.add(run.method)
+            plot_mechanism(run, s["collapse_step"], root / f"mechanism_{run.method}.png", f"lr {lr:g}, {run.name}")
+    if not lines:
+        return "No run collapsed."
+    counts = {}
+    for (method, what), k in sorted(changed.items(), key=lambda kv: -kv[1]):
+        counts.setdefault(method, []).append(f"{what} ({k})")
+    summary = [f"- {ALL_METHODS[m].label}: " + ", ".join(v) for m, v in counts.items()]
+    return "Diagnostics that changed at the collapse, counted over collapsed runs:\n\n" + "\n".join(
+        summary
+    ) + "\n\nEvery collapsed run:\n\n" + "\n".join(lines)
+
+
 def report(root: Path) -> str:
-    loaded = grid(load(root))
-    text = table(loaded)
-    if loaded:
-        plot(loaded, root / "frontier.png")
+    loaded = load(root)
+    cells = grid(loaded)
+    wall = sum(run.wall_s or 0 for _, run, _ in loaded)
+    text = (
+        f"{len(loaded)} of {len(points())} runs finished; {wall / 3600:.2f} h of wall time summed over runs "
+        f"(one core each).\n\n{table(cells)}\n\n## Collapses\n\n{collapses(loaded, root)}"
+    )
+    if cells:
+        plot(cells, root / "frontier.png")
     (root / "frontier.md").write_text(text + "\n")
     return text
