@@ -105,3 +105,41 @@ def test_a_run_writes_what_the_study_reads_and_resumes(task, tmp_path):
     assert not is_finished(run_dir, argv, SMALL.steps, REAL)  # an engine run never stands in for a real cell
     s = summarize(load_run(run_dir / "metrics.jsonl"))
     assert s["steps"] == 4 and s["final_val_reward"] is not None and s["staleness"]["max"] == 1
+
+
+def test_a_finished_run_counts_as_finished_on_another_machine(task, tmp_path):
+    """Markers store portable command lines: a sweep copied elsewhere (docs/study) is not rerun."""
+    import shutil
+    from dataclasses import fields
+
+    cell = Cell(METHODS["spo"], 1, seed=1)
+    ok, _, msg = engine.run_cell(cell, replace(SMALL, steps=2), task, tmp_path / "here")
+    assert ok, msg
+    there = cell.run_dir(tmp_path / "there")
+    shutil.copytree(cell.run_dir(tmp_path / "here"), there)
+    moved = {f.name: getattr(task, f.name) for f in fields(task)}
+    for name, value in moved.items():  # the task cache under another home directory
+        if str(value).startswith(str(task.root)):
+            moved[name] = type(value)(str(value).replace(str(task.root), "/elsewhere/cache"))
+    elsewhere = type(task)(**moved)
+    argv = cell_argv(cell, replace(SMALL, steps=2), elsewhere, there)
+    assert is_finished(there, argv, 2, engine.ENGINE, elsewhere)
+    other_lr = cell_argv(cell, replace(SMALL, steps=2, lr=1e-3), elsewhere, there)
+    assert not is_finished(there, other_lr, 2, engine.ENGINE, elsewhere)  # a different cell is not
+
+
+def test_every_committed_frontier_run_is_a_finished_point_of_the_grid(task):
+    """docs/study/frontier: each committed run matches today's grid and code, so a sweep resumes from it."""
+    from pathlib import Path
+
+    from asympo_plugin.study import frontier
+
+    root = Path(__file__).resolve().parents[1] / "docs" / "study" / "frontier"
+    committed = sorted(root.glob("lr*/staleness*/*/seed*/DONE.json"))
+    assert committed, "no committed frontier runs"
+    finished = {
+        str(c.run_dir(frontier.lr_root(root, lr)) / MARKER)
+        for lr, c in frontier.points()
+        if frontier._finished(root, lr, c, task)
+    }
+    assert {str(p) for p in committed} <= finished

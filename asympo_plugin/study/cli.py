@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--hard",
         action="store_true",
-        help="the harder setting: lr 2e-3 with a 10-step warm-up instead of the demo's lr 5e-4 (see docs/RESULTS.md)",
+        help="the harder setting: lr 2e-3 with a 10-step warm-up instead of the demo's lr 5e-4 (see docs/RESULTS_previous_task.md)",
     )
     run.add_argument("--out", type=Path, help="sweep directory (default runs/study[-quick][-hard])")
     run.add_argument("--steps", type=_positive_int, help="override the preset's training steps")

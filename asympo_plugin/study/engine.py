@@ -299,7 +299,7 @@ def run_cell(cell, preset, task, root: Path, log=None) -> tuple[bool, float, str
     """The engine's ``runner.run_cell``: same directory layout and files, ``DONE.json`` names the engine."""
     from omegaconf import OmegaConf
 
-    from .runner import MARKER, _write_atomically, complete_steps
+    from .runner import MARKER, _write_atomically, complete_steps, portable
     from ..demo import read_metrics
 
     run_dir = cell.run_dir(root)
@@ -312,6 +312,6 @@ def run_cell(cell, preset, task, root: Path, log=None) -> tuple[bool, float, str
     wall = time.monotonic() - start
     if not complete_steps(read_metrics(run_dir / "metrics.jsonl"), preset.steps):
         return False, wall, "INCOMPLETE metrics"
-    marker = {"cell": cell.key, "argv": argv, "wall_s": wall, "engine": ENGINE}
+    marker = {"cell": cell.key, "argv": portable(argv, run_dir, task), "wall_s": wall, "engine": ENGINE}
     _write_atomically(run_dir / MARKER, json.dumps(marker, indent=1))
     return True, wall, ""

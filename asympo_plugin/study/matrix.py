@@ -109,9 +109,9 @@ QUICK = Preset(
 
 PRESETS = {p.name: p for p in (FULL, QUICK)}
 
-# The harder setting (docs/RESULTS.md): at the demo's lr the losses barely separate in 30 steps on this
+# The harder setting (docs/RESULTS_previous_task.md): at the demo's lr the losses barely separate in 30 steps on this
 # task. Four times the lr, reached by a linear warm-up over 10 steps so that the first, sign-like Adam
-# step does not wreck every method at once (run A of docs/RESULTS.md, without warm-up, shows that).
+# step does not wreck every method at once (run A of docs/RESULTS_previous_task.md, without warm-up, shows that).
 HARD_LR = 2e-3
 HARD_EXTRA = ("actor_rollout_ref.actor.optim.lr_warmup_steps=10",)
 

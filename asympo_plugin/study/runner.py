@@ -54,7 +54,24 @@ def complete_steps(metrics: dict[int, dict], steps: int) -> bool:
     return all(STEP_TIME in metrics.get(s, {}) for s in range(1, steps + 1))
 
 
-def is_finished(run_dir: Path, argv: list[str], steps: int, engine: str = REAL) -> bool:
+def portable(argv: list[str], run_dir: Path, task=None) -> list[str]:
+    """``argv`` with this machine's run directory and task cache replaced by placeholders.
+
+    A marker stores this form, so a sweep committed on one machine counts as finished on another
+    (``docs/study``): the paths differ between machines, the cell does not.
+    """
+    absolute = run_dir.resolve()
+    forms = sorted({str(run_dir), str(absolute), os.path.relpath(absolute)}, key=len, reverse=True)
+    out = []
+    for a in argv:
+        for form in forms:  # the longest first: an absolute path contains its relative form
+            a = a.replace(form, "<run>")
+        out.append(a)
+    return [a.replace(str(task.root), "<task>") for a in out] if task is not None else out
+
+
+def is_finished(run_dir: Path, argv: list[str], steps: int, engine: str = REAL, task=None) -> bool:
+    """``run_dir`` holds a complete run of exactly ``argv`` by ``engine`` (paths compared portably)."""
     marker = run_dir / MARKER
     if not marker.exists():
         return False
@@ -62,7 +79,12 @@ def is_finished(run_dir: Path, argv: list[str], steps: int, engine: str = REAL) 
         done = json.loads(marker.read_text())
     except (OSError, json.JSONDecodeError):
         return False
-    same = done.get("argv") == argv and done.get("engine", REAL) == engine
+    stored = done.get("argv")
+    same = (
+        isinstance(stored, list)
+        and portable(stored, run_dir, task) == portable(argv, run_dir, task)
+        and done.get("engine", REAL) == engine
+    )
     return same and complete_steps(read_metrics(run_dir / "metrics.jsonl"), steps)
 
 
@@ -93,7 +115,7 @@ def run_cell(
         return False, wall, f"FAILED (exit {rc}); see {run_dir / 'train.log'}"
     if not complete_steps(metrics, preset.steps):
         return False, wall, f"INCOMPLETE metrics ({len(metrics)} steps logged); see {run_dir / 'train.log'}"
-    marker = {"cell": cell.key, "argv": argv, "wall_s": wall, "engine": REAL}
+    marker = {"cell": cell.key, "argv": portable(argv, run_dir, task), "wall_s": wall, "engine": REAL}
     _write_atomically(run_dir / MARKER, json.dumps(marker, indent=1))
     return True, wall, ""
 
@@ -133,7 +155,7 @@ def sweep(
     todo = [
         c
         for c in cells
-        if not is_finished(c.run_dir(root), cell_argv(c, preset, task, c.run_dir(root)), preset.steps, engine)
+        if not is_finished(c.run_dir(root), cell_argv(c, preset, task, c.run_dir(root)), preset.steps, engine, task)
     ]
     log(f"asympo-compare: {len(cells)} cells, {len(cells) - len(todo)} already finished, {len(todo)} to run -> {root}")
     walls: list[float] = []
