@@ -173,7 +173,9 @@ class Engine:
     @torch.no_grad()
     def _generate(self, model, rows: list[list[int]], greedy: bool) -> tuple[torch.Tensor, ...]:
         prompts, prompt_mask = _left_pad(rows, self.tokenizer.pad_token_id)
-        kwargs = dict(do_sample=False) if greedy else dict(do_sample=True, temperature=self.temperature, top_k=0, top_p=1.0)
+        kwargs = (
+            dict(do_sample=False) if greedy else dict(do_sample=True, temperature=self.temperature, top_k=0, top_p=1.0)
+        )
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=self.rng))
         torch.manual_seed(seed)
         out = model.generate(

@@ -55,9 +55,7 @@ def lr_root(root: Path, lr: float) -> Path:
 
 def points() -> list[tuple[float, Cell]]:
     """Every (lr, cell) of the grid, seed-major."""
-    return [
-        (lr, Cell(ALL_METHODS[m], s, seed)) for seed in SEEDS for lr in LRS for s in STALENESS for m in METHODS
-    ]
+    return [(lr, Cell(ALL_METHODS[m], s, seed)) for seed in SEEDS for lr in LRS for s in STALENESS for m in METHODS]
 
 
 def _finished(root: Path, lr: float, cell: Cell, task) -> bool:
@@ -167,7 +165,9 @@ def plot(cells: dict, path: Path) -> None:
             )
         ):
             ax = axes[row][col]
-            values = [[fn(cells[(method, s, lr)]) if (method, s, lr) in cells else math.nan for lr in LRS] for s in STALENESS]
+            values = [
+                [fn(cells[(method, s, lr)]) if (method, s, lr) in cells else math.nan for lr in LRS] for s in STALENESS
+            ]
             image = ax.imshow(values, vmin=0, vmax=1, cmap="RdYlGn_r" if row == 0 else "RdYlGn", origin="lower")
             for i, s in enumerate(STALENESS):
                 for j, lr in enumerate(LRS):
@@ -194,8 +194,13 @@ def plot(cells: dict, path: Path) -> None:
                 complete = all((method, s, lr) in cells for lr in LRS)
                 ys.append(br[0] if br else (len(LRS) if complete else math.nan))  # nan: not all run yet
             offset = (k - (len(METHODS) - 1) / 2) * 0.06
-            ax.plot([s + offset for s in range(len(STALENESS))], [y + offset for y in ys], "o-", color=colors[method],
-                    label=ALL_METHODS[method].label)
+            ax.plot(
+                [s + offset for s in range(len(STALENESS))],
+                [y + offset for y in ys],
+                "o-",
+                color=colors[method],
+                label=ALL_METHODS[method].label,
+            )
         ax.set_xticks(range(len(STALENESS)), [str(s) for s in STALENESS])
         ax.set_yticks(range(len(LRS) + 1), [f"{lr:g}" for lr in LRS] + ["never"])
         ax.set_xlabel("staleness")
@@ -224,8 +229,10 @@ def collapses(loaded, root: Path) -> str:
             if row["changed"]:
                 direction = "up" if row["change"] is not None and row["change"] > 0 else "down"
                 changed[(run.method, f"{row['label']} {direction}")] += 1
-        lines.append(f"- lr {lr:g}, {run.name}: collapsed at step {s['collapse_step']} ({s['collapse_reason']}). "
-                     + found["text"])
+        lines.append(
+            f"- lr {lr:g}, {run.name}: collapsed at step {s['collapse_step']} ({s['collapse_reason']}). "
+            + found["text"]
+        )
         if run.method not in plotted:
             plotted.add(run.method)
             plot_mechanism(run, s["collapse_step"], root / f"mechanism_{run.method}.png", f"lr {lr:g}, {run.name}")
@@ -235,9 +242,12 @@ def collapses(loaded, root: Path) -> str:
     for (method, what), k in sorted(changed.items(), key=lambda kv: -kv[1]):
         counts.setdefault(method, []).append(f"{what} ({k})")
     summary = [f"- {ALL_METHODS[m].label}: " + ", ".join(v) for m, v in counts.items()]
-    return "Diagnostics that changed at the collapse, counted over collapsed runs:\n\n" + "\n".join(
-        summary
-    ) + "\n\nEvery collapsed run:\n\n" + "\n".join(lines)
+    return (
+        "Diagnostics that changed at the collapse, counted over collapsed runs:\n\n"
+        + "\n".join(summary)
+        + "\n\nEvery collapsed run:\n\n"
+        + "\n".join(lines)
+    )
 
 
 def report(root: Path) -> str:

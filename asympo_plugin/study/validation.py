@@ -66,8 +66,10 @@ def _fmt(values: list[float]) -> str:
 
 
 def table(results: dict[str, dict]) -> str:
-    rows = ["| cell | quantity | real: mean (sd) | engine: mean (sd) | engine - real | 2-SE bound | holds |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
+    rows = [
+        "| cell | quantity | real: mean (sd) | engine: mean (sd) | engine - real | 2-SE bound | holds |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for key, r in results.items():
         n_real, n_engine = r["n"]
         for name in QUANTITIES:
@@ -95,8 +97,14 @@ def plot(real: dict, engine: dict, path: Path) -> None:
             for i, run in enumerate(runs):
                 train = set(run.train_steps())
                 series = [(s, v) for s, v in run.series(REWARD) if s in train]
-                ax.plot([s for s, _ in series], [v for _, v in series], color=color, alpha=0.6, lw=1,
-                        label=label if i == 0 else None)
+                ax.plot(
+                    [s for s, _ in series],
+                    [v for _, v in series],
+                    color=color,
+                    alpha=0.6,
+                    lw=1,
+                    label=label if i == 0 else None,
+                )
         ax.set_title(key)
         ax.set_xlabel("step")
         ax.set_ylabel("sampler reward")
@@ -112,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     real, engine = cells(real_root), cells(engine_root)
     results = {k: compare(real[k], engine[k]) for k in real if k in engine}
     out.mkdir(parents=True, exist_ok=True)
-    verdict = "\n".join(f"- {k}: {'reproduced' if r['reproduced'] else '**not reproduced**'}" for k, r in results.items())
+    verdict = "\n".join(
+        f"- {k}: {'reproduced' if r['reproduced'] else '**not reproduced**'}" for k, r in results.items()
+    )
     (out / "validation.md").write_text(f"{verdict}\n\n{table(results)}\n")
     plot(real, engine, out / "validation.png")
     print(verdict)
