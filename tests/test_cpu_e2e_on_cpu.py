@@ -117,7 +117,10 @@ def test_asympo_async_has_no_old_log_prob_pass(asympo_run):
     for step in (1, 2, 3):
         assert "timing_s/old_log_prob" not in result.metrics[step]
         assert result.metrics[step].get("behavior_free/old_log_prob_skipped") == 1
-    assert "'calculate_log_probs': False" in result.log_path.read_text()
+    # The launcher's own line (the driver writes it before verl starts). verl's pprint of the config comes
+    # from the TaskRunner actor through Ray's best-effort log forwarding: a CI run once lost it.
+    log = result.log_path.read_text()
+    assert "asympo-train: actor_rollout_ref.rollout.calculate_log_probs: True -> False" in log
 
 
 def test_asympo_async_changes_the_weights(task, asympo_run):

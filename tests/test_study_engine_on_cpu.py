@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,6 +21,7 @@ from asympo_plugin.study.runner import MARKER, REAL, cell_argv, is_finished
 from asympo_plugin.task import prepare
 
 SMALL = replace(FULL, steps=4, batch_size=4, n=4, test_freq=2)
+PACKAGE = Path(engine.__file__).resolve().parents[1]  # asympo_plugin/
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +93,9 @@ def test_asympo_goes_through_the_registry_with_its_diagnostics(task, tmp_path):
     assert abs(m["actor/scale/balance_residual"]) < 1e-5  # ASymPO's balance holds at every step
     n = make(task, tmp_path, "naive", 1).step(1)
     assert "actor/asympo/s_p50" not in n and abs(n["actor/scale/balance_residual_naive"]) > 0  # verl's gpg
+    from verl.trainer.ppo.core_algos import get_policy_loss_fn
+
+    assert not hasattr(get_policy_loss_fn("gpg"), "asympo_diagnostics")  # verl's own function again after the step
 
 
 def test_a_run_writes_what_the_study_reads_and_resumes(task, tmp_path):
@@ -101,16 +106,20 @@ def test_a_run_writes_what_the_study_reads_and_resumes(task, tmp_path):
     marker = json.loads((run_dir / MARKER).read_text())
     assert marker["engine"] == engine.ENGINE
     argv = cell_argv(cell, SMALL, task, run_dir)
-    assert is_finished(run_dir, argv, SMALL.steps, engine.ENGINE)
-    assert not is_finished(run_dir, argv, SMALL.steps, REAL)  # an engine run never stands in for a real cell
+    assert is_finished(run_dir, argv, SMALL.steps, task=task, engine=engine.ENGINE)
+    assert not is_finished(
+        run_dir, argv, SMALL.steps, task=task, engine=REAL
+    )  # an engine run never stands in for a real cell
     s = summarize(load_run(run_dir / "metrics.jsonl"))
     assert s["steps"] == 4 and s["final_val_reward"] is not None and s["staleness"]["max"] == 1
 
 
-def test_a_finished_run_counts_as_finished_on_another_machine(task, tmp_path):
-    """Markers store portable command lines: a sweep copied elsewhere (docs/study) is not rerun."""
+def test_a_finished_run_counts_as_finished_on_another_machine(task, tmp_path, monkeypatch):
+    """Markers store portable command lines: a sweep copied elsewhere (docs/study, a CI clone) is not rerun."""
     import shutil
     from dataclasses import fields
+
+    from asympo_plugin.study import runner
 
     cell = Cell(METHODS["spo"], 1, seed=1)
     ok, _, msg = engine.run_cell(cell, replace(SMALL, steps=2), task, tmp_path / "here")
@@ -122,16 +131,22 @@ def test_a_finished_run_counts_as_finished_on_another_machine(task, tmp_path):
         if str(value).startswith(str(task.root)):
             moved[name] = type(value)(str(value).replace(str(task.root), "/elsewhere/cache"))
     elsewhere = type(task)(**moved)
-    argv = cell_argv(cell, replace(SMALL, steps=2), elsewhere, there)
-    assert is_finished(there, argv, 2, engine.ENGINE, elsewhere)
-    other_lr = cell_argv(cell, replace(SMALL, steps=2, lr=1e-3), elsewhere, there)
-    assert not is_finished(there, other_lr, 2, engine.ENGINE, elsewhere)  # a different cell is not
+    # ... and the package installed somewhere else (the reward function's path is in the command line)
+    package_there = "/elsewhere/site-packages/asympo_plugin"
+    monkeypatch.setattr(runner, "PACKAGE_DIR", package_there)
+
+    def there_argv(preset):
+        return [a.replace(str(PACKAGE), package_there) for a in cell_argv(cell, preset, elsewhere, there)]
+
+    argv = there_argv(replace(SMALL, steps=2))
+    assert any(package_there in a for a in argv)
+    assert is_finished(there, argv, 2, task=elsewhere, engine=engine.ENGINE)
+    other_lr = there_argv(replace(SMALL, steps=2, lr=1e-3))
+    assert not is_finished(there, other_lr, 2, task=elsewhere, engine=engine.ENGINE)  # a different cell is not
 
 
 def test_every_committed_frontier_run_is_a_finished_point_of_the_grid(task):
     """docs/study/frontier: each committed run matches today's grid and code, so a sweep resumes from it."""
-    from pathlib import Path
-
     from asympo_plugin.study import frontier
 
     root = Path(__file__).resolve().parents[1] / "docs" / "study" / "frontier"

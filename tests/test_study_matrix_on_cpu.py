@@ -64,14 +64,15 @@ def test_a_cell_with_incomplete_metrics_is_not_finished(sweep, tmp_path):
     import shutil
 
     shutil.copytree(cell.run_dir(out), copy)
-    argv = cell_argv(cell, preset, prepare(), copy)
+    task = prepare()
+    argv = cell_argv(cell, preset, task, copy)
     marker = json.loads((copy / MARKER).read_text())
     marker["argv"] = argv  # the copy's own paths
     (copy / MARKER).write_text(json.dumps(marker))
-    assert is_finished(copy, argv, 3)
+    assert is_finished(copy, argv, 3, task=task)
     lines = (copy / "metrics.jsonl").read_text().splitlines()
     (copy / "metrics.jsonl").write_text("\n".join(lines[:-1]) + "\n")  # the last step never got logged
-    assert not is_finished(copy, argv, 3)
+    assert not is_finished(copy, argv, 3, task=task)
 
 
 def _recipe_variants() -> dict[str, set[str]]:

@@ -120,10 +120,6 @@ class Engine:
         from ..task import letters
         from ..task.model import prompt_ids
 
-        from ..verl import losses
-
-        # verl's own losses log the scale diagnostics too, as in the real cells (ASYMPO_BUILTIN_DIAGNOSTICS=1)
-        losses.register(builtin_diagnostics=True)
         self.cfg, self.staleness, self.seed = cfg, staleness, seed
         actor = cfg.actor_rollout_ref.actor
         self.actor_cfg = omega_conf_to_dataclass(actor)
@@ -208,6 +204,8 @@ class Engine:
         from verl.trainer.ppo.ray_trainer import compute_advantage
         from verl.workers.utils.losses import ppo_loss
 
+        from ..verl import losses
+
         start = time.perf_counter()
         version = max(0, t - 1 - self.staleness)
         self.sampler.load_state_dict(self.versions[version])
@@ -238,7 +236,9 @@ class Engine:
 
         log_prob = _log_probs(self.model, prompts, prompt_mask, responses, response_mask, self.temperature)
         output, data = _ppo_loss_inputs(log_prob, prompts, prompt_mask, responses, response_mask, fields)
-        loss, loss_metrics = ppo_loss(self.actor_cfg, output, data)
+        # verl's own losses log the scale diagnostics too, as in the real cells (ASYMPO_BUILTIN_DIAGNOSTICS=1)
+        with losses.builtin_diagnostics_within():
+            loss, loss_metrics = ppo_loss(self.actor_cfg, output, data)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip))

@@ -63,7 +63,7 @@ def _finished(root: Path, lr: float, cell: Cell, task) -> bool:
     from .runner import cell_argv, is_finished
 
     run_dir = cell.run_dir(lr_root(root, lr))
-    return is_finished(run_dir, cell_argv(cell, preset(lr), task, run_dir), STEPS, ENGINE, task)
+    return is_finished(run_dir, cell_argv(cell, preset(lr), task, run_dir), STEPS, task=task, engine=ENGINE)
 
 
 def _work(job) -> tuple[str, bool, float, str]:

@@ -20,6 +20,7 @@ from .analysis import STEP_TIME, Run, summarize
 from .matrix import Cell, Preset, cell_overrides, pipeline_for
 
 MARKER = "DONE.json"
+PACKAGE_DIR = str(Path(__file__).resolve().parents[1])  # asympo_plugin/, wherever it is installed
 REAL = "verl"  # DONE.json's "engine": verl's trainer (this module) or the in-process engine (engine.py)
 
 
@@ -55,10 +56,10 @@ def complete_steps(metrics: dict[int, dict], steps: int) -> bool:
 
 
 def portable(argv: list[str], run_dir: Path, task=None) -> list[str]:
-    """``argv`` with this machine's run directory and task cache replaced by placeholders.
+    """``argv`` with this machine's run directory, task cache and package directory replaced by placeholders.
 
     A marker stores this form, so a sweep committed on one machine counts as finished on another
-    (``docs/study``): the paths differ between machines, the cell does not.
+    (``docs/study``, a CI clone): the paths differ between machines, the cell does not.
     """
     absolute = run_dir.resolve()
     forms = sorted({str(run_dir), str(absolute), os.path.relpath(absolute)}, key=len, reverse=True)
@@ -67,10 +68,12 @@ def portable(argv: list[str], run_dir: Path, task=None) -> list[str]:
         for form in forms:  # the longest first: an absolute path contains its relative form
             a = a.replace(form, "<run>")
         out.append(a)
-    return [a.replace(str(task.root), "<task>") for a in out] if task is not None else out
+    if task is not None:
+        out = [a.replace(str(task.root), "<task>") for a in out]
+    return [a.replace(PACKAGE_DIR, "<pkg>") for a in out]  # the reward function's file, for one
 
 
-def is_finished(run_dir: Path, argv: list[str], steps: int, engine: str = REAL, task=None) -> bool:
+def is_finished(run_dir: Path, argv: list[str], steps: int, *, task, engine: str = REAL) -> bool:
     """``run_dir`` holds a complete run of exactly ``argv`` by ``engine`` (paths compared portably)."""
     marker = run_dir / MARKER
     if not marker.exists():
@@ -155,7 +158,9 @@ def sweep(
     todo = [
         c
         for c in cells
-        if not is_finished(c.run_dir(root), cell_argv(c, preset, task, c.run_dir(root)), preset.steps, engine, task)
+        if not is_finished(
+            c.run_dir(root), cell_argv(c, preset, task, c.run_dir(root)), preset.steps, task=task, engine=engine
+        )
     ]
     log(f"asympo-compare: {len(cells)} cells, {len(cells) - len(todo)} already finished, {len(todo)} to run -> {root}")
     walls: list[float] = []

@@ -19,6 +19,7 @@ diagnostics on for them: ``ASYMPO_BUILTIN_DIAGNOSTICS=1`` (the study does, for i
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -154,6 +155,25 @@ def register(builtin_diagnostics: bool | None = None) -> None:
     for name, fn in (("asympo", compute_policy_loss_asympo), ("spo", compute_policy_loss_spo)):
         if POLICY_LOSS_REGISTRY.get(name) is not fn:
             register_policy_loss(name)(fn)
+
+
+@contextlib.contextmanager
+def builtin_diagnostics_within():
+    """verl's own losses log the scale diagnostics inside this block only (the in-process study engine).
+
+    The registry entries wrapped here are verl's functions again on exit, so a process that runs the
+    engine and then anything else (a test session, a notebook) sees verl's losses unchanged.
+    """
+    from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY
+
+    before = dict(POLICY_LOSS_REGISTRY)
+    register(builtin_diagnostics=True)
+    try:
+        yield
+    finally:
+        for name, fn in before.items():
+            if getattr(POLICY_LOSS_REGISTRY.get(name), "__wrapped__", None) is fn:
+                POLICY_LOSS_REGISTRY[name] = fn
 
 
 def assert_registered() -> None:
