@@ -21,7 +21,6 @@ from asympo_plugin.study.runner import MARKER, REAL, cell_argv, is_finished
 from asympo_plugin.task import prepare
 
 SMALL = replace(FULL, steps=4, batch_size=4, n=4, test_freq=2)
-PACKAGE = Path(engine.__file__).resolve().parents[1]  # asympo_plugin/
 
 
 @pytest.fixture(scope="module")
@@ -107,19 +106,16 @@ def test_a_run_writes_what_the_study_reads_and_resumes(task, tmp_path):
     assert marker["engine"] == engine.ENGINE
     argv = cell_argv(cell, SMALL, task, run_dir)
     assert is_finished(run_dir, argv, SMALL.steps, task=task, engine=engine.ENGINE)
-    assert not is_finished(
-        run_dir, argv, SMALL.steps, task=task, engine=REAL
-    )  # an engine run never stands in for a real cell
+    # an engine run never stands in for a real cell
+    assert not is_finished(run_dir, argv, SMALL.steps, task=task, engine=REAL)
     s = summarize(load_run(run_dir / "metrics.jsonl"))
     assert s["steps"] == 4 and s["final_val_reward"] is not None and s["staleness"]["max"] == 1
 
 
-def test_a_finished_run_counts_as_finished_on_another_machine(task, tmp_path, monkeypatch):
+def test_a_finished_run_counts_as_finished_on_another_machine(task, tmp_path):
     """Markers store portable command lines: a sweep copied elsewhere (docs/study, a CI clone) is not rerun."""
     import shutil
     from dataclasses import fields
-
-    from asympo_plugin.study import runner
 
     cell = Cell(METHODS["spo"], 1, seed=1)
     ok, _, msg = engine.run_cell(cell, replace(SMALL, steps=2), task, tmp_path / "here")
@@ -130,18 +126,13 @@ def test_a_finished_run_counts_as_finished_on_another_machine(task, tmp_path, mo
     for name, value in moved.items():  # the task cache under another home directory
         if str(value).startswith(str(task.root)):
             moved[name] = type(value)(str(value).replace(str(task.root), "/elsewhere/cache"))
-    elsewhere = type(task)(**moved)
     # ... and the package installed somewhere else (the reward function's path is in the command line)
-    package_there = "/elsewhere/site-packages/asympo_plugin"
-    monkeypatch.setattr(runner, "PACKAGE_DIR", package_there)
-
-    def there_argv(preset):
-        return [a.replace(str(PACKAGE), package_there) for a in cell_argv(cell, preset, elsewhere, there)]
-
-    argv = there_argv(replace(SMALL, steps=2))
-    assert any(package_there in a for a in argv)
+    moved["reward_path"] = "/elsewhere/site-packages/asympo_plugin/task/letters.py"
+    elsewhere = type(task)(**moved)
+    argv = cell_argv(cell, replace(SMALL, steps=2), elsewhere, there)
+    assert any(moved["reward_path"] in a for a in argv)
     assert is_finished(there, argv, 2, task=elsewhere, engine=engine.ENGINE)
-    other_lr = there_argv(replace(SMALL, steps=2, lr=1e-3))
+    other_lr = cell_argv(cell, replace(SMALL, steps=2, lr=1e-3), elsewhere, there)
     assert not is_finished(there, other_lr, 2, task=elsewhere, engine=engine.ENGINE)  # a different cell is not
 
 

@@ -20,7 +20,6 @@ from .analysis import STEP_TIME, Run, summarize
 from .matrix import Cell, Preset, cell_overrides, pipeline_for
 
 MARKER = "DONE.json"
-PACKAGE_DIR = str(Path(__file__).resolve().parents[1])  # asympo_plugin/, wherever it is installed
 REAL = "verl"  # DONE.json's "engine": verl's trainer (this module) or the in-process engine (engine.py)
 
 
@@ -55,8 +54,9 @@ def complete_steps(metrics: dict[int, dict], steps: int) -> bool:
     return all(STEP_TIME in metrics.get(s, {}) for s in range(1, steps + 1))
 
 
-def portable(argv: list[str], run_dir: Path, task=None) -> list[str]:
-    """``argv`` with this machine's run directory, task cache and package directory replaced by placeholders.
+def portable(argv: list[str], run_dir: Path, task) -> list[str]:
+    """``argv`` with this machine's paths replaced by placeholders: the run directory, the task cache
+    and the task's reward file (inside the installed package).
 
     A marker stores this form, so a sweep committed on one machine counts as finished on another
     (``docs/study``, a CI clone): the paths differ between machines, the cell does not.
@@ -67,10 +67,8 @@ def portable(argv: list[str], run_dir: Path, task=None) -> list[str]:
     for a in argv:
         for form in forms:  # the longest first: an absolute path contains its relative form
             a = a.replace(form, "<run>")
-        out.append(a)
-    if task is not None:
-        out = [a.replace(str(task.root), "<task>") for a in out]
-    return [a.replace(PACKAGE_DIR, "<pkg>") for a in out]  # the reward function's file, for one
+        out.append(a.replace(str(task.root), "<task>").replace(str(task.reward_path), "<reward>"))
+    return out
 
 
 def is_finished(run_dir: Path, argv: list[str], steps: int, *, task, engine: str = REAL) -> bool:
