@@ -17,8 +17,9 @@ import torch
 from asympo_plugin.study import engine
 from asympo_plugin.study.analysis import load_run, summarize
 from asympo_plugin.study.matrix import FULL, METHODS, Cell
-from asympo_plugin.study.runner import MARKER, REAL, cell_argv, is_finished
+from asympo_plugin.study.runner import MARKER, REAL, cell_argv, is_finished, sweep
 from asympo_plugin.task import prepare
+from asympo_plugin.task.prepare import RECIPE_KEY, weights_sha256
 
 SMALL = replace(FULL, steps=4, batch_size=4, n=4, test_freq=2)
 
@@ -110,6 +111,52 @@ def test_a_run_writes_what_the_study_reads_and_resumes(task, tmp_path):
     assert not is_finished(run_dir, argv, SMALL.steps, task=task, engine=REAL)
     s = summarize(load_run(run_dir / "metrics.jsonl"))
     assert s["steps"] == 4 and s["final_val_reward"] is not None and s["staleness"]["max"] == 1
+
+
+def test_a_run_made_on_another_task_model_is_not_finished(task, tmp_path):
+    """The warm start stops adaptively, so two machines can build other weights under one cache name:
+    the marker records the model, and a sweep reruns a cell whose marker names another one."""
+    cell = Cell(METHODS["spo"], 1, seed=1)
+    preset = replace(SMALL, steps=2)
+    ok, _, msg = engine.run_cell(cell, preset, task, tmp_path)
+    assert ok, msg
+    run_dir = cell.run_dir(tmp_path)
+    argv = cell_argv(cell, preset, task, run_dir)
+    marker = json.loads((run_dir / MARKER).read_text())
+    assert marker["task_model"] == task.identity()
+    assert marker["task_model"]["weights_sha256"] == weights_sha256(task.model_dir)
+    assert is_finished(run_dir, argv, 2, task=task, engine=engine.ENGINE)
+
+    other = {**marker, "task_model": {**marker["task_model"], "warm_start_steps": 400, "weights_sha256": "0" * 16}}
+    (run_dir / MARKER).write_text(json.dumps(other))
+    assert not is_finished(run_dir, argv, 2, task=task, engine=engine.ENGINE)
+    lines = []
+    runs, failures = sweep(
+        [cell], preset, task, tmp_path, log=lines.append, engine=engine.ENGINE
+    )  # reruns it, on this machine's model, and says why
+    assert "1 to run" in lines[0] and "finished on another task model" in lines[1], lines
+    assert not failures and json.loads((run_dir / MARKER).read_text())["task_model"] == task.identity()
+
+    legacy = {k: v for k, v in marker.items() if k != "task_model"}  # written before the model was recorded
+    (run_dir / MARKER).write_text(json.dumps(legacy))
+    assert is_finished(run_dir, argv, 2, task=task, engine=engine.ENGINE)
+
+
+def test_the_task_identity_is_the_saved_weights(task, tmp_path):
+    """A cache built before the hash was recorded gets it from the weights file; other weights, other identity."""
+    import shutil
+
+    copy = tmp_path / "cache" / RECIPE_KEY
+    shutil.copytree(task.root, copy)
+    done = json.loads((copy / "DONE.json").read_text())
+    done.pop("weights_sha256", None)
+    (copy / "DONE.json").write_text(json.dumps(done))
+    assert prepare(tmp_path / "cache").identity() == task.identity()
+    weights = copy / "model" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # one bit of one weight
+    weights.write_bytes(bytes(data))
+    assert prepare(tmp_path / "cache").identity()["weights_sha256"] != task.identity()["weights_sha256"]
 
 
 def test_a_finished_run_counts_as_finished_on_another_machine(task, tmp_path):

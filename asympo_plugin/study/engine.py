@@ -314,6 +314,12 @@ def run_cell(cell, preset, task, root: Path, log=None) -> tuple[bool, float, str
     wall = time.monotonic() - start
     if not complete_steps(read_metrics(run_dir / "metrics.jsonl"), preset.steps):
         return False, wall, "INCOMPLETE metrics"
-    marker = {"cell": cell.key, "argv": portable(argv, run_dir, task), "wall_s": wall, "engine": ENGINE}
+    marker = {
+        "cell": cell.key,
+        "argv": portable(argv, run_dir, task),
+        "wall_s": wall,
+        "engine": ENGINE,
+        "task_model": task.identity(),
+    }
     _write_atomically(run_dir / MARKER, json.dumps(marker, indent=1))
     return True, wall, ""

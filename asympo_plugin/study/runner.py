@@ -3,8 +3,10 @@
 A cell's directory holds ``train.log`` (verl's console), ``metrics.jsonl`` (verl's ``file`` logger),
 ``config.yaml`` (the resolved config) and, only once the run completed *and* its metrics file holds
 every training step, ``DONE.json`` (written atomically: temp file + rename). A later sweep skips
-cells whose marker exists and records the same command line; anything else is rerun from scratch,
-so a killed sweep (or a crashed run) never leaves a half cell counted as finished.
+cells whose marker exists and records the same command line and task model (``TaskArtifacts.identity``:
+the warm start is adaptive, so another machine can build other weights under the same cache name);
+anything else is rerun from scratch, so a killed sweep (or a crashed run) never leaves a half cell
+counted as finished, and a sweep never mixes runs of two models.
 """
 
 from __future__ import annotations
@@ -85,8 +87,18 @@ def is_finished(run_dir: Path, argv: list[str], steps: int, *, task, engine: str
         isinstance(stored, list)
         and portable(stored, run_dir, task) == portable(argv, run_dir, task)
         and done.get("engine", REAL) == engine
+        and not other_model(done, task)
     )
     return same and complete_steps(read_metrics(run_dir / "metrics.jsonl"), steps)
+
+
+def other_model(done: dict, task) -> bool:
+    """The marker ``done`` records a task model other than ``task``'s (same command line, other weights).
+
+    Markers written before the model was recorded (no ``task_model``) cannot tell and count as the same.
+    """
+    recorded = done.get("task_model")
+    return recorded is not None and recorded != task.identity()
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -116,7 +128,13 @@ def run_cell(
         return False, wall, f"FAILED (exit {rc}); see {run_dir / 'train.log'}"
     if not complete_steps(metrics, preset.steps):
         return False, wall, f"INCOMPLETE metrics ({len(metrics)} steps logged); see {run_dir / 'train.log'}"
-    marker = {"cell": cell.key, "argv": portable(argv, run_dir, task), "wall_s": wall, "engine": REAL}
+    marker = {
+        "cell": cell.key,
+        "argv": portable(argv, run_dir, task),
+        "wall_s": wall,
+        "engine": REAL,
+        "task_model": task.identity(),
+    }
     _write_atomically(run_dir / MARKER, json.dumps(marker, indent=1))
     return True, wall, ""
 
@@ -161,6 +179,13 @@ def sweep(
         )
     ]
     log(f"asympo-compare: {len(cells)} cells, {len(cells) - len(todo)} already finished, {len(todo)} to run -> {root}")
+    for c in todo:
+        marker = c.run_dir(root) / MARKER
+        if marker.exists() and other_model(json.loads(marker.read_text()), task):
+            log(
+                f"asympo-compare: {c.key} finished on another task model "
+                f"({json.loads(marker.read_text())['task_model']}, this machine's is {task.identity()}): rerunning it"
+            )
     walls: list[float] = []
     failures: list[str] = []
     guess = 70 + 1.5 * preset.steps  # seconds per run before the first one is measured (2 cores)

@@ -7,6 +7,7 @@ builds a fresh directory instead of reusing a stale one. Building takes well und
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -29,6 +30,27 @@ class TaskArtifacts:
     reward_name: str  # reward.custom_reward_function.name
     info: dict
 
+    def identity(self) -> dict:
+        """What a run's result depends on in this cache: the recipe and the warm-started weights.
+
+        The warm start stops adaptively (:func:`model.warm_start`), so two machines can build
+        different models under the same cache name; a study marker stores this, and a sweep
+        refuses to count a run made on another model as finished (``study/runner.is_finished``).
+        """
+        return {
+            "recipe": RECIPE_KEY,
+            "warm_start_steps": self.info.get("warm_start_steps"),
+            "weights_sha256": self.info.get("weights_sha256"),
+        }
+
+
+RECIPE_KEY = f"{letters.VERSION}-{RECIPE_VERSION}-seed{letters.SEED}"
+
+
+def weights_sha256(model_dir: Path) -> str:
+    """The first 16 hex digits of the SHA-256 of the saved weights (``model.safetensors``, ~2 MB)."""
+    return hashlib.sha256((model_dir / "model.safetensors").read_bytes()).hexdigest()[:16]
+
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("ASYMPO_CACHE_DIR", Path.home() / ".cache" / "asympo-plugin")).expanduser()
@@ -37,10 +59,13 @@ def default_cache_dir() -> Path:
 def prepare(cache_dir: str | os.PathLike | None = None, log=print) -> TaskArtifacts:
     """Return the task's files, building them under ``cache_dir`` if absent."""
     root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    root = root / f"{letters.VERSION}-{RECIPE_VERSION}-seed{letters.SEED}"
+    root = root / RECIPE_KEY
     done = root / "DONE.json"
     if not done.exists():
         _build(root, log)
+    info = json.loads(done.read_text())
+    if "weights_sha256" not in info:  # a cache built before the hash was recorded
+        info["weights_sha256"] = weights_sha256(root / "model")
     return TaskArtifacts(
         root=root,
         model_dir=root / "model",
@@ -48,7 +73,7 @@ def prepare(cache_dir: str | os.PathLike | None = None, log=print) -> TaskArtifa
         val_file=root / "val.parquet",
         reward_path=letters.__file__,
         reward_name="compute_score",
-        info=json.loads(done.read_text()),
+        info=info,
     )
 
 
@@ -77,6 +102,7 @@ def _build(root: Path, log) -> None:
     model.save_pretrained(tmp / "model")
     tokenizer.save_pretrained(tmp / "model")
     model.generation_config.save_pretrained(tmp / "model")
+    info["weights_sha256"] = weights_sha256(tmp / "model")
     (tmp / "DONE.json").write_text(json.dumps(info, indent=1))
     shutil.rmtree(root, ignore_errors=True)
     tmp.rename(root)
