@@ -5,7 +5,9 @@ A *cell* is one (method, staleness, seed) run. What differs between cells is onl
 * the method's loss keys (:data:`METHODS`; the same variants as ``recipes/run_head_to_head.sh``),
 * the pipeline that produces the staleness (:func:`pipeline_for`): 0 = verl's synchronous trainer
   (on-policy), 1 = verl's one-step-off trainer, ``k >= 2`` = one-step-off with the weight sync
-  delivered ``k - 1`` versions late (``delayed_sync.py``),
+  delivered ``k - 1`` versions late (``delayed_sync.py``); or, with ``Preset.stale_pipeline =
+  FULLY_ASYNC`` (``asympo-compare run --fully-async``), verl's fully-async trainer bounded at ``k``
+  (:func:`fully_async_overrides`),
 * the seed (data order, actor data loader, rollout sampling).
 
 Everything else (task, model, batch, group size, lr, steps, validation) comes from one
@@ -55,6 +57,11 @@ METHODS: dict[str, Method] = {
 }
 
 
+DELAYED_SYNC = "delayed-sync"  # staleness >= 1: one-step-off, weights delivered staleness - 1 syncs late
+FULLY_ASYNC = "fully-async"  # staleness >= 1: verl's fully-async trainer with that staleness bound
+STALE_PIPELINES = (DELAYED_SYNC, FULLY_ASYNC)
+
+
 def pipeline_for(staleness: int) -> tuple[str, int]:
     """``(asympo-train --pipeline, weight-sync delay)`` that produces ``staleness`` by construction."""
     if staleness < 0:
@@ -62,6 +69,31 @@ def pipeline_for(staleness: int) -> tuple[str, int]:
     if staleness == 0:
         return "sync", 0
     return "one-step-off", staleness - 1
+
+
+def fully_async_overrides(staleness: int, steps: int, batch_size: int) -> tuple[str, ...]:
+    """verl's fully-async trainer with staleness bound ``staleness``, ``batch_size`` prompts per trainer step.
+
+    ``staleness_threshold = staleness - 1``: a sample is at most ``staleness`` policy versions old (verl's
+    own bound; how stale each one is depends on timing, so it is a bound, not the fixed level of the
+    delayed sync). One prompt per generation request and one weight sync per trainer step, ``steps``
+    trainer steps in all (``rollout.total_rollout_steps`` counts prompts). The command line of
+    ``docs/study/fully_async`` (``tests/test_study_matrix_on_cpu.py`` keeps them equal).
+    """
+    if staleness < 1:
+        raise ValueError(
+            f"the fully-async trainer has no staleness-{staleness} setting: its bound is >= 1 "
+            "(staleness 0 is verl's synchronous trainer; use the default pipeline for it)"
+        )
+    return (
+        "data.train_batch_size=0",
+        "data.gen_batch_size=1",
+        "actor_rollout_ref.hybrid_engine=False",
+        f"async_training.staleness_threshold={staleness - 1}",
+        "async_training.trigger_parameter_sync_step=1",
+        "async_training.require_batches=1",
+        f"rollout.total_rollout_steps={steps * batch_size}",
+    )
 
 
 @dataclass(frozen=True)
@@ -80,6 +112,7 @@ class Preset:
     lr: float = 5e-4
     test_freq: int = 10
     extra: tuple[str, ...] = ()  # asympo-train overrides applied to every cell (e.g. a harder setting)
+    stale_pipeline: str = DELAYED_SYNC  # what runs staleness >= 1 (STALE_PIPELINES); staleness 0 is always sync
     why: str = ""
 
 

@@ -19,7 +19,15 @@ from pathlib import Path
 from .. import harness
 from ..demo import read_metrics, train_overrides
 from .analysis import STEP_TIME, Run, summarize
-from .matrix import Cell, Preset, cell_overrides, pipeline_for
+from .matrix import (
+    FULLY_ASYNC,
+    STALE_PIPELINES,
+    Cell,
+    Preset,
+    cell_overrides,
+    fully_async_overrides,
+    pipeline_for,
+)
 
 MARKER = "DONE.json"
 REAL = "verl"  # DONE.json's "engine": verl's trainer (this module) or the in-process engine (engine.py)
@@ -30,7 +38,13 @@ STUDY_ROLLOUT = "hf"
 
 def cell_argv(cell: Cell, preset: Preset, task, run_dir: Path) -> list[str]:
     """The full ``python -m asympo_plugin.study.train`` argument list of one cell."""
+    if preset.stale_pipeline not in STALE_PIPELINES:
+        raise ValueError(f"unknown stale pipeline {preset.stale_pipeline!r}: one of {STALE_PIPELINES}")
     pipeline, delay = pipeline_for(cell.staleness)
+    stale = ()
+    if preset.stale_pipeline == FULLY_ASYNC and cell.staleness > 0:  # staleness 0 is the sync trainer either way
+        pipeline, delay = FULLY_ASYNC, 0
+        stale = fully_async_overrides(cell.staleness, preset.steps, preset.batch_size)
     overrides = train_overrides(
         task,
         run_dir,
@@ -44,16 +58,22 @@ def cell_argv(cell: Cell, preset: Preset, task, run_dir: Path) -> list[str]:
         # The study's rollout is hf at every staleness level: its delayed weight sync (staleness >= 2,
         # delayed_sync.py) stamps policy versions through the hf server, which vLLM's server does not have.
         rollout=STUDY_ROLLOUT,
-        extra=(*cell_overrides(cell), "trainer.val_before_train=False", *preset.extra),
+        extra=(*cell_overrides(cell), "trainer.val_before_train=False", *stale, *preset.extra),
     )
     metrics = run_dir / "metrics.jsonl"
     overrides.append(f"+ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH={metrics}")
     return ["--sync-delay", str(delay), "--save-config", str(run_dir / "config.yaml"), *overrides]
 
 
-def complete_steps(metrics: dict[int, dict], steps: int) -> bool:
-    """Every training step 1..steps was logged with its step time (verl logs a step at its end)."""
-    return all(STEP_TIME in metrics.get(s, {}) for s in range(1, steps + 1))
+def complete_steps(metrics: dict[int, dict], steps: int, argv: list[str] = ()) -> bool:
+    """Every training step 1..steps was logged with its step time (verl logs a step at its end).
+
+    verl 0.9.1's fully-async trainer logs under its parameter version and writes no training record
+    for its first step (measured: a 3-step run logs steps 2 and 3, a 150-step run steps 2..150), so
+    for its command line (``argv``) steps 2..steps are required.
+    """
+    first = 2 if f"--pipeline={FULLY_ASYNC}" in argv else 1
+    return all(STEP_TIME in metrics.get(s, {}) for s in range(first, steps + 1))
 
 
 def portable(argv: list[str], run_dir: Path, task) -> list[str]:
@@ -89,7 +109,7 @@ def is_finished(run_dir: Path, argv: list[str], steps: int, *, task, engine: str
         and done.get("engine", REAL) == engine
         and not other_model(done, task)
     )
-    return same and complete_steps(read_metrics(run_dir / "metrics.jsonl"), steps)
+    return same and complete_steps(read_metrics(run_dir / "metrics.jsonl"), steps, argv)
 
 
 def other_model(done: dict, task) -> bool:
@@ -126,7 +146,7 @@ def run_cell(
     rc, wall, metrics = job.returncode, job.wall_s, job.metrics
     if rc != 0:
         return False, wall, f"FAILED (exit {rc}); see {run_dir / 'train.log'}"
-    if not complete_steps(metrics, preset.steps):
+    if not complete_steps(metrics, preset.steps, argv):
         return False, wall, f"INCOMPLETE metrics ({len(metrics)} steps logged); see {run_dir / 'train.log'}"
     marker = {
         "cell": cell.key,
