@@ -7,6 +7,9 @@
 #   mkdir -p $OUTDIR && source docs/study/fully_async/argv.sh
 #   python -m asympo_plugin.study.train --sync-delay 0 --save-config $OUTDIR/config.yaml "${ARGV[@]}"
 #   asympo-compare compare runs/matrix150/staleness2/asympo/seed1 $OUTDIR
+#
+# The same command line now comes from the sweep (tests/test_study_matrix_on_cpu.py checks they are equal):
+#   asympo-compare run --fully-async --methods asympo --staleness 2 --seeds 1,2,3 --steps 150 --lr 2e-4 --out runs/fully_async
 : "${SEED:?set SEED}" "${OUTDIR:?set OUTDIR (absolute)}"
 eval "$(python -c 'from asympo_plugin.task import prepare; t = prepare(log=lambda *a: None); print(f"T={t.root} REWARD={t.reward_path}")')"
 ARGV=(
