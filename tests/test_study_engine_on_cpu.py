@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ import torch
 from asympo_plugin.study import engine
 from asympo_plugin.study.analysis import load_run, summarize
 from asympo_plugin.study.matrix import FULL, METHODS, Cell
-from asympo_plugin.study.runner import MARKER, REAL, cell_argv, is_finished, sweep
+from asympo_plugin.study.runner import MARKER, REAL, cell_argv, is_finished, load_cell, sweep
 from asympo_plugin.task import prepare
 from asympo_plugin.task.prepare import RECIPE_KEY, weights_sha256
 
@@ -118,6 +119,7 @@ def test_a_run_made_on_another_task_model_is_not_finished(task, tmp_path):
     the marker records the model, and a sweep reruns a cell whose marker names another one."""
     cell = Cell(METHODS["spo"], 1, seed=1)
     preset = replace(SMALL, steps=2)
+    before = datetime.now(timezone.utc).replace(microsecond=0)
     ok, _, msg = engine.run_cell(cell, preset, task, tmp_path)
     assert ok, msg
     run_dir = cell.run_dir(tmp_path)
@@ -125,6 +127,11 @@ def test_a_run_made_on_another_task_model_is_not_finished(task, tmp_path):
     marker = json.loads((run_dir / MARKER).read_text())
     assert marker["task_model"] == task.identity()
     assert marker["task_model"]["weights_sha256"] == weights_sha256(task.model_dir)
+    # when it finished, for the report's same-window check on timing ratios
+    assert before <= datetime.fromisoformat(marker["finished_utc"]) <= datetime.now(timezone.utc)
+    loaded = load_cell(cell, tmp_path)
+    assert loaded.finished_utc == marker["finished_utc"]
+    assert loaded.task_model == weights_sha256(task.model_dir) == marker["task_model"]["weights_sha256"]
     assert is_finished(run_dir, argv, 2, task=task, engine=engine.ENGINE)
 
     other = {**marker, "task_model": {**marker["task_model"], "warm_start_steps": 400, "weights_sha256": "0" * 16}}

@@ -60,3 +60,40 @@ def test_report_leads_with_the_overview(runs, tmp_path):
     report = written["report"].read_text()
     assert report.index("## Overview") < report.index("## Timing ratios") < report.index("## Staleness 1")
     assert written["overview"] in report
+
+
+def _stamp(runs, method, level, hour):
+    for run in runs:
+        if run.method == method and run.staleness == level:
+            run.finished_utc = f"2026-12-07T{hour:02d}:{10 * run.seed:02d}:00+00:00"
+
+
+def test_learner_ratio_says_whether_its_runs_share_a_time_window(runs):
+    """The machine's speed drifts over hours: a ratio over runs finished far apart is flagged, not just printed."""
+    _stamp(runs, "asympo", 1, 1)
+    _stamp(runs, "ppo_recompute", 1, 2)  # 01:10 .. 02:20: one window
+    _stamp(runs, "asympo", 4, 1)
+    _stamp(runs, "ppo_recompute", 4, 8)  # 01:10 .. 08:20: 7.2 h apart
+    by_level = {r["staleness"]: r for r in timing_ratios(group(runs))["learner_by_level"]}
+    assert by_level[1]["window_h"] == pytest.approx(70 / 60)
+    assert by_level[4]["window_h"] == pytest.approx(430 / 60)
+    lines = ratios_text(timing_ratios(group(runs))).splitlines()
+    assert lines[0].endswith("the compared runs finished within 1.2 h of each other")
+    assert "**the compared runs finished 7.2 h apart** (more than 3 h)" in lines[1]
+    runs[0].finished_utc = None  # one run without a recorded finish time: the window is unknown
+    first = ratios_text(timing_ratios(group(runs))).splitlines()[0]
+    assert timing_ratios(group(runs))["learner_by_level"][0]["window_h"] is None
+    assert "finish times not recorded for every run" in first
+
+
+def test_report_names_every_task_model_build_its_runs_used(runs):
+    from asympo_plugin.study.cli import task_models_line
+
+    assert task_models_line(runs).startswith("Task model: not recorded by the runs' markers")
+    for run in runs:
+        run.task_model = "6380de614883cd2c"
+    assert task_models_line(runs) == f"Task model recorded by every run's marker: `6380de614883cd2c`: {len(runs)} runs."
+    runs[0].task_model, runs[1].task_model, runs[2].task_model = "c8c1c7dcc382cea9", "c8c1c7dcc382cea9", None
+    line = task_models_line(runs)
+    assert line.startswith("**The runs span 3 task-model builds**")
+    assert f"`6380de614883cd2c`: {len(runs) - 3} runs; `c8c1c7dcc382cea9`: 2 runs; `not recorded`: 1 run" in line

@@ -60,6 +60,8 @@ class Run:
     staleness: int | None = None  # study runs: the level asked for (the measured one is in summarize)
     seed: int | None = None
     wall_s: float | None = None
+    finished_utc: str | None = None  # study runs: from the marker (ISO 8601); None when not recorded
+    task_model: str | None = None  # study runs: the task model's weights hash prefix, from the marker
     extra: dict = field(default_factory=dict)
 
     def series(self, key: str) -> list[tuple[int, float]]:

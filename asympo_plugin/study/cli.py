@@ -22,6 +22,7 @@ import argparse
 import shlex
 import sys
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -237,6 +238,7 @@ def cmd_run(args) -> int:
             + (f"; failed: {failures}" if failures else "")
             + ".",
             f"Task: built-in letters task ({task.root.name}; {task.info}).",
+            task_models_line(runs),
             (
                 "Staleness: 0 = verl's synchronous trainer; k >= 1 = verl's fully-async trainer bounded at k "
                 "(`async_training.staleness_threshold` = k - 1; verl logs the stale fraction, not each sample's age). "
@@ -286,6 +288,21 @@ def cmd_frontier(args) -> int:
         _say("asympo-compare frontier: failed runs:\n  " + "\n  ".join(failures))
         return 1
     return 0
+
+
+def task_models_line(runs) -> str:
+    """Which task-model builds the reported runs were made on, from their markers (one build or several)."""
+    counts = Counter(run.task_model or "not recorded" for run in runs)
+    ordered = sorted(counts.items(), key=lambda kv: -kv[1])
+    listed = "; ".join(f"`{model}`: {n} run{'' if n == 1 else 's'}" for model, n in ordered)
+    if set(counts) == {"not recorded"}:
+        return "Task model: not recorded by the runs' markers (written before the model was recorded)."
+    if len(counts) == 1:
+        return f"Task model recorded by every run's marker: {listed}."
+    return (
+        f"**The runs span {len(counts)} task-model builds** (weights hash from each run's marker; {listed}): "
+        "a comparison between runs of different builds carries that difference."
+    )
 
 
 def cmd_compare(args) -> int:

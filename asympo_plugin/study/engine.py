@@ -301,7 +301,7 @@ def run_cell(cell, preset, task, root: Path, log=None) -> tuple[bool, float, str
     """The engine's ``runner.run_cell``: same directory layout and files, ``DONE.json`` names the engine."""
     from omegaconf import OmegaConf
 
-    from .runner import MARKER, _write_atomically, complete_steps, portable
+    from .runner import complete_steps, write_marker
     from ..demo import read_metrics
 
     run_dir = cell.run_dir(root)
@@ -314,12 +314,5 @@ def run_cell(cell, preset, task, root: Path, log=None) -> tuple[bool, float, str
     wall = time.monotonic() - start
     if not complete_steps(read_metrics(run_dir / "metrics.jsonl"), preset.steps):
         return False, wall, "INCOMPLETE metrics"
-    marker = {
-        "cell": cell.key,
-        "argv": portable(argv, run_dir, task),
-        "wall_s": wall,
-        "engine": ENGINE,
-        "task_model": task.identity(),
-    }
-    _write_atomically(run_dir / MARKER, json.dumps(marker, indent=1))
+    write_marker(run_dir, cell, argv, wall, task, engine=ENGINE)
     return True, wall, ""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from datetime import datetime
 from pathlib import Path
 
 from .analysis import (
@@ -386,6 +387,36 @@ def collapse_sections(groups: dict, out_dir: Path, labels: dict[str, str]) -> tu
 # ---- timing ratios -------------------------------------------------------------------------------------
 
 
+SAME_WINDOW_H = 3.0  # runs that finished further apart are not read as one timing window
+
+
+def finish_window_h(runs: list) -> float | None:
+    """Hours between the first and the last of ``runs`` to finish; None when any run's finish time is unknown.
+
+    This machine's step times drifted by about 40% within 6 hours at equal load (RESULTS.md, "timing
+    twin"), so a learner ratio over runs from different windows measures the machine as much as the loss.
+    """
+    stamps = [run.finished_utc for run in runs]
+    if not stamps or any(s is None for s in stamps):
+        return None
+    times = [datetime.fromisoformat(s) for s in stamps]
+    return (max(times) - min(times)).total_seconds() / 3600
+
+
+def _window_text(window_h: float | None) -> str:
+    if window_h is None:
+        return (
+            "; finish times not recorded for every run: read it as a loss comparison only if all of them "
+            "ran in one time window on one machine"
+        )
+    if window_h > SAME_WINDOW_H:
+        return (
+            f"; **the compared runs finished {window_h:.1f} h apart** (more than {SAME_WINDOW_H:g} h): machine "
+            "speed drifts over hours, so rerun both in one window before reading this as a loss comparison"
+        )
+    return f"; the compared runs finished within {window_h:.1f} h of each other"
+
+
 def timing_ratios(groups: dict) -> dict:
     """The two ratios the study promises, from runs of the same sweep (same machine, same load window).
 
@@ -410,9 +441,11 @@ def timing_ratios(groups: dict) -> dict:
     for level in async_levels:
         a, p = mean_of(level, "asympo", learner), mean_of(level, "ppo_recompute", learner)
         if a and p:
+            compared = [run for m in ("asympo", "ppo_recompute") for run, _ in groups[level][m]]
             by_level.append(
                 {
                     "staleness": level,
+                    "window_h": finish_window_h(compared),
                     "asympo_s": a,
                     "ppo_recompute_s": p,
                     "ppo_recompute_update_actor_s": mean_of(level, "ppo_recompute", lambda s: s["learner_s_per_step"]),
@@ -435,6 +468,7 @@ def timing_ratios(groups: dict) -> dict:
             "one_step_off_s_per_step": one_off,
             "sync_gen_s_per_step": mean_of(0, "asympo", lambda s: s.get("gen_s_per_step")),
             "ratio": sync / one_off,
+            "window_h": finish_window_h([run for lv in (0, 1) for run, _ in groups[lv]["asympo"]]),
             "goal": ">= 1.25",
             "met": sync / one_off >= 1.25,
         }
@@ -448,7 +482,7 @@ def ratios_text(ratios: dict) -> str:
             f"- learner time per step, ASymPO / PPO-clip recompute (staleness {r['staleness']}): "
             f"{r['asympo_s']:.3f} s / {r['ppo_recompute_s']:.3f} s (update_actor {r['ppo_recompute_update_actor_s']:.3f} "
             f"+ old_log_prob {r['ppo_recompute_old_log_prob_s']:.3f}) = **{r['ratio']:.2f}** (goal {r['goal']}: "
-            f"{'met' if r['met'] else 'NOT met'})"
+            f"{'met' if r['met'] else 'NOT met'})" + _window_text(r.get("window_h"))
         )
     if "learner_by_level" not in ratios:
         lines.append("- learner ratio: not measured (needs asympo and ppo_recompute at the same async staleness)")
@@ -460,6 +494,7 @@ def ratios_text(ratios: dict) -> str:
             f"{1 / r['sync_s_per_step']:.2f} steps/s = **{r['ratio']:.2f}** (goal {r['goal']}: "
             f"{'met' if r['met'] else 'NOT met'})"
             + (f"; the sync step's generation stage took {gen:.2f} s" if gen is not None else "")
+            + _window_text(r.get("window_h"))
         )
     else:
         lines.append("- pipeline ratio: not measured (needs asympo at staleness 0 and 1)")

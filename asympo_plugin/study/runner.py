@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import harness
@@ -127,6 +128,20 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def write_marker(run_dir: Path, cell: Cell, argv: list[str], wall: float, task, *, engine: str) -> None:
+    """Mark ``run_dir`` finished: the portable command line, the engine, the task model, the wall time and
+    when it finished (UTC), so a report can tell whether two runs' step times come from one time window."""
+    marker = {
+        "cell": cell.key,
+        "argv": portable(argv, run_dir, task),
+        "wall_s": wall,
+        "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "engine": engine,
+        "task_model": task.identity(),
+    }
+    _write_atomically(run_dir / MARKER, json.dumps(marker, indent=1))
+
+
 def run_cell(
     cell: Cell, preset: Preset, task, root: Path, *, timeout_s: float | None = None
 ) -> tuple[bool, float, str]:
@@ -148,14 +163,7 @@ def run_cell(
         return False, wall, f"FAILED (exit {rc}); see {run_dir / 'train.log'}"
     if not complete_steps(metrics, preset.steps, argv):
         return False, wall, f"INCOMPLETE metrics ({len(metrics)} steps logged); see {run_dir / 'train.log'}"
-    marker = {
-        "cell": cell.key,
-        "argv": portable(argv, run_dir, task),
-        "wall_s": wall,
-        "engine": REAL,
-        "task_model": task.identity(),
-    }
-    _write_atomically(run_dir / MARKER, json.dumps(marker, indent=1))
+    write_marker(run_dir, cell, argv, wall, task, engine=REAL)
     return True, wall, ""
 
 
@@ -167,6 +175,8 @@ def load_cell(cell: Cell, root: Path) -> Run:
     run.method, run.label, run.staleness, run.seed = cell.method.name, cell.method.label, cell.staleness, cell.seed
     marker = json.loads((run_dir / MARKER).read_text())
     run.wall_s = marker.get("wall_s")
+    run.finished_utc = marker.get("finished_utc")  # None: written before finish times were recorded
+    run.task_model = (marker.get("task_model") or {}).get("weights_sha256")
     return run
 
 
