@@ -81,3 +81,13 @@ def test_cli_keeps_the_hard_setting_under_user_overrides():
     preset = _preset(args)
     assert preset.lr == 2e-3 and preset.steps == 7 and preset.seeds == QUICK.seeds
     assert preset.extra == (*HARD_EXTRA, "trainer.test_freq=5")  # appended, never replacing the setting
+
+
+def test_a_custom_preset_says_which_defaults_the_command_line_replaced():
+    """The report's preamble quotes ``why``: the base preset's defaults must read as replaced, not as what ran."""
+    args = _parser().parse_args(["run", "--methods", "asympo,spo", "--staleness", "1,8", "--steps", "150"])
+    preset = _preset(args)
+    assert preset.name == "full+custom" and preset.steps == 150 and preset.staleness == (1, 8)
+    assert preset.why.startswith(f"the `full` preset ({FULL.why}), with these replaced from the command line: ")
+    assert preset.why.endswith("steps=150, staleness=[1, 8], methods=['asympo', 'spo']")
+    assert _preset(_parser().parse_args(["run"])).why == FULL.why  # nothing replaced: the preset as it is
