@@ -95,5 +95,7 @@ def test_report_names_every_task_model_build_its_runs_used(runs):
     assert task_models_line(runs) == f"Task model recorded by every run's marker: `6380de614883cd2c`: {len(runs)} runs."
     runs[0].task_model, runs[1].task_model, runs[2].task_model = "c8c1c7dcc382cea9", "c8c1c7dcc382cea9", None
     line = task_models_line(runs)
-    assert line.startswith("**The runs span 3 task-model builds**")
-    assert f"`6380de614883cd2c`: {len(runs) - 3} runs; `c8c1c7dcc382cea9`: 2 runs; `not recorded`: 1 run" in line
+    assert line.startswith("**The runs' markers name 2 task-model builds** (weights hash: ")
+    assert f"`6380de614883cd2c`: {len(runs) - 3} runs; `c8c1c7dcc382cea9`: 2 runs) and 1 run's marker does not" in line
+    runs[0].task_model = runs[1].task_model = "6380de614883cd2c"  # one build, one run unrecorded: still flagged
+    assert task_models_line(runs).startswith("**The runs' markers name 1 task-model build** (")

@@ -294,16 +294,22 @@ def cmd_frontier(args) -> int:
 
 def task_models_line(runs) -> str:
     """Which task-model builds the reported runs were made on, from their markers (one build or several)."""
-    counts = Counter(run.task_model or "not recorded" for run in runs)
+    counts = Counter(run.task_model for run in runs if run.task_model)
+    missing = sum(1 for run in runs if not run.task_model)
     ordered = sorted(counts.items(), key=lambda kv: -kv[1])
     listed = "; ".join(f"`{model}`: {n} run{'' if n == 1 else 's'}" for model, n in ordered)
-    if set(counts) == {"not recorded"}:
+    unknown = (
+        ("1 run's marker does not" if missing == 1 else f"{missing} runs' markers do not")
+        + " record it (written before the model was recorded)"
+    )
+    if not counts:
         return "Task model: not recorded by the runs' markers (written before the model was recorded)."
-    if len(counts) == 1:
+    if len(counts) == 1 and not missing:
         return f"Task model recorded by every run's marker: {listed}."
     return (
-        f"**The runs span {len(counts)} task-model builds** (weights hash from each run's marker; {listed}): "
-        "a comparison between runs of different builds carries that difference."
+        f"**The runs' markers name {len(counts)} task-model build{'' if len(counts) == 1 else 's'}** "
+        f"(weights hash: {listed})" + (f" and {unknown}" if missing else "")
+        + ": a comparison between runs of different builds carries that difference."
     )
 
 
