@@ -159,6 +159,7 @@ def _preset(args):
 
         changes.update(stale_pipeline=FULLY_ASYNC)
     if changes:
+        # methods_at={} is the reset that goes with --methods, not something the user gave
         given = ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in changes.items() if v != {})
         why = f"the `{preset.name}` preset ({preset.why}), with these replaced from the command line: {given}"
         preset = replace(preset, name=preset.name + "+custom", why=why, **changes)

@@ -418,7 +418,8 @@ def _window_text(window_h: float | None) -> str:
 
 
 def timing_ratios(groups: dict) -> dict:
-    """The two ratios the study promises, from runs of the same sweep (same machine, same load window).
+    """The two ratios the study promises; each carries ``window_h`` (``finish_window_h`` of its runs), since
+    a ratio is a loss comparison only over runs of one machine and one time window.
 
     * learner: ASymPO's learner time per step (update_actor + old_log_prob) over PPO-clip with
       recomputed old log-probs, at the lowest async staleness level both ran (goal <= 0.78);
